@@ -1,1 +1,1 @@
-//! qmeta-audit
+//! qmeta-audit (to be implemented)
