@@ -1,1 +1,26 @@
-//! qmeta-lb
+//! The qmeta load balancer: a TLS-terminating TCP proxy that mints a fresh
+//! metadata certificate for every backend connection.
+//!
+//! What it is: the daemon behind `qmeta lb`. Per client connection it
+//! terminates TLS (rustls, aws-lc-rs), collects facts about the connection,
+//! picks a backend (round robin, failing over to the next one when a connect
+//! fails), asks that backend's DMCP state which fields to include, seals them
+//! under the backend's current QKD key into a certificate signed by the LB CA,
+//! records the issuance in the audit log, and connects to the backend with
+//! mutual TLS presenting that certificate. Then it copies bytes both ways.
+//!
+//! What it is not: the certificate format (`qmeta-cert`), the control
+//! protocol (`qmeta-dmcp`), the key client (`qmeta-qkd`) or the audit format
+//! (`qmeta-audit`) — this crate wires them to sockets and time.
+//!
+//! Call order: [`config::load`] → [`Lb::start`] → ... → [`Lb::shutdown`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod control;
+mod facts;
+mod mint;
+mod proxy;
+mod runtime;
+
+pub use runtime::Lb;

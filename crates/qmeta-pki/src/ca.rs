@@ -33,7 +33,9 @@ pub struct Credential {
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential").field("key_pem", &"<redacted>").finish_non_exhaustive()
+        f.debug_struct("Credential")
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,21 +71,33 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
         params.use_authority_key_identifier_extension = false;
         let cert = params.self_signed(&key)?;
-        let credential = Credential { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
+        let credential = Credential {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
         Ca::from_credential(credential, "<generated>")
     }
 
     /// Loads a CA from its PEM certificate and key.
     pub fn from_credential(credential: Credential, origin: &str) -> Result<Ca, PkiError> {
-        let key = KeyPair::from_pem(&credential.key_pem)
-            .map_err(|e| PkiError::Invalid { path: origin.into(), message: format!("CA key: {e}") })?;
-        let issuer = Issuer::from_ca_cert_pem(&credential.cert_pem, key)
-            .map_err(|e| PkiError::Invalid { path: origin.into(), message: format!("CA certificate: {e}") })?;
+        let key = KeyPair::from_pem(&credential.key_pem).map_err(|e| PkiError::Invalid {
+            path: origin.into(),
+            message: format!("CA key: {e}"),
+        })?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&credential.cert_pem, key).map_err(|e| PkiError::Invalid {
+                path: origin.into(),
+                message: format!("CA certificate: {e}"),
+            })?;
         Ok(Ca { credential, issuer })
     }
 
@@ -91,7 +105,10 @@ impl Ca {
     pub fn load_or_generate(dir: &Path, stem: &str, common_name: &str) -> Result<Ca, PkiError> {
         if dir.join(format!("{stem}.crt")).exists() {
             let cred = Credential::read(dir, stem)?;
-            return Ca::from_credential(cred, &dir.join(format!("{stem}.key")).display().to_string());
+            return Ca::from_credential(
+                cred,
+                &dir.join(format!("{stem}.key")).display().to_string(),
+            );
         }
         let ca = Ca::generate(common_name, KeyAlg::P256)?;
         ca.credential.write(dir, stem)?;
@@ -101,7 +118,10 @@ impl Ca {
     /// A server certificate for DNS names and/or IP addresses, valid one year.
     pub fn issue_server(&self, common_name: &str, names: &[&str]) -> Result<Credential, PkiError> {
         let mut params = self.leaf_params(common_name, names)?;
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         self.sign(params)
     }
 
@@ -113,14 +133,20 @@ impl Ca {
         self.sign(params)
     }
 
-    fn leaf_params(&self, common_name: &str, names: &[&str]) -> Result<CertificateParams, PkiError> {
+    fn leaf_params(
+        &self,
+        common_name: &str,
+        names: &[&str],
+    ) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
         for n in names {
-            params.subject_alt_names.push(match n.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*n).try_into()?),
-            });
+            params
+                .subject_alt_names
+                .push(match n.parse::<std::net::IpAddr>() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName((*n).try_into()?),
+                });
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
@@ -132,7 +158,10 @@ impl Ca {
     fn sign(&self, params: CertificateParams) -> Result<Credential, PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Credential { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(Credential {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -144,11 +173,17 @@ fn name(cn: &str) -> DistinguishedName {
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.display().to_string(), source })
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn write_file(path: &Path, data: &[u8], private: bool) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io { path: path.display().to_string(), source };
+    let io = |source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }

@@ -24,12 +24,21 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError>
     parse_certs(&pem, &path.display().to_string())
 }
 
-pub(crate) fn parse_certs(pem: &str, origin: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+pub(crate) fn parse_certs(
+    pem: &str,
+    origin: &str,
+) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::Invalid { path: origin.into(), message: format!("bad PEM certificate: {e}") })?;
+        .map_err(|e| PkiError::Invalid {
+            path: origin.into(),
+            message: format!("bad PEM certificate: {e}"),
+        })?;
     if certs.is_empty() {
-        return Err(PkiError::NoPem { path: origin.into(), what: "certificate" });
+        return Err(PkiError::NoPem {
+            path: origin.into(),
+            what: "certificate",
+        });
     }
     Ok(certs)
 }
@@ -41,8 +50,10 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
 }
 
 pub(crate) fn parse_key(pem: &str, origin: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|_| PkiError::NoPem { path: origin.into(), what: "private key" })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| PkiError::NoPem {
+        path: origin.into(),
+        what: "private key",
+    })
 }
 
 /// Whether a server asks for client certificates.
@@ -61,20 +72,27 @@ pub fn server_config(
 ) -> Result<ServerConfig, PkiError> {
     let certs = load_certs(cert)?;
     let key_der = load_key(key)?;
-    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Required(ca) => {
             let roots = root_store(ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
-                .map_err(|e| PkiError::Invalid { path: ca.display().to_string(), message: e.to_string() })?;
+                .map_err(|e| PkiError::Invalid {
+                    path: ca.display().to_string(),
+                    message: e.to_string(),
+                })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut cfg = builder
         .with_single_cert(certs, key_der)
-        .map_err(|e| PkiError::Invalid { path: key.display().to_string(), message: e.to_string() })?;
+        .map_err(|e| PkiError::Invalid {
+            path: key.display().to_string(),
+            message: e.to_string(),
+        })?;
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(cfg)
 }
@@ -83,16 +101,20 @@ pub fn server_config(
 pub fn root_store(ca: &Path) -> Result<RootCertStore, PkiError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(ca)? {
-        roots
-            .add(c)
-            .map_err(|e| PkiError::Invalid { path: ca.display().to_string(), message: e.to_string() })?;
+        roots.add(c).map_err(|e| PkiError::Invalid {
+            path: ca.display().to_string(),
+            message: e.to_string(),
+        })?;
     }
     Ok(roots)
 }
 
 /// A TLS client config trusting the CA file, presenting `identity`
 /// (certificate file, key file) when given.
-pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, PkiError> {
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, PkiError> {
     let roots = root_store(ca)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
@@ -101,14 +123,23 @@ pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Clie
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
             .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-            .map_err(|e| PkiError::Invalid { path: key.display().to_string(), message: e.to_string() })?,
+            .map_err(|e| PkiError::Invalid {
+                path: key.display().to_string(),
+                message: e.to_string(),
+            })?,
     })
 }
 
 /// The subject common name of a DER certificate (the SAE id of a KME client).
 pub fn common_name(cert: &[u8]) -> Option<String> {
     let (_, c) = x509_parser::parse_x509_certificate(cert).ok()?;
-    let cn = c.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = c
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     Some(cn)
 }
 

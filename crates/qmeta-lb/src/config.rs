@@ -1,0 +1,371 @@
+//! `qmeta lb` configuration: TOML text → validated [`LbConfig`] in one pure
+//! step that reports every bad key at once.
+
+use qmeta_config::{ConfigErrors, Document, Section};
+use qmeta_fields::{FieldId, FieldSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Longest allowed interval between QKD key rotations.
+pub const MAX_ROTATION: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct LbConfig {
+    /// This LB's node id (field `lb_node_id`, certificate subject).
+    pub node_id: String,
+    pub listen: ListenConfig,
+    pub control: ControlConfig,
+    pub kme: KmeConfig,
+    pub certificates: CertConfig,
+    pub keys: KeyConfig,
+    pub upstream: UpstreamConfig,
+    pub audit: AuditConfig,
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListenConfig {
+    pub address: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// ALPN protocols offered to clients, in preference order.
+    pub alpn: Vec<String>,
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    /// Where agents connect with DMCP.
+    pub address: SocketAddr,
+    /// Accepted distance between a frame's timestamp and the LB's clock.
+    pub max_clock_skew: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct KmeConfig {
+    pub url: String,
+    pub kme_id: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct CertConfig {
+    /// The LB CA that signs minted certificates (backends trust it).
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub validity: Duration,
+    pub leaf_alg: qmeta_cert::LeafAlg,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyConfig {
+    pub rotation: Duration,
+    pub grace: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// CA that backend server certificates must chain to.
+    pub ca: PathBuf,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    pub fsync_interval: Duration,
+    pub max_file_bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    pub name: String,
+    pub address: SocketAddr,
+    /// Name the backend's server certificate must carry.
+    pub server_name: String,
+    /// The backend's SAE id at its KME: its key stream, and who signs its DMCP frames.
+    pub sae_id: String,
+    /// Fields sent before any DMCP command, and after RESET.
+    pub default_fields: FieldSet,
+    /// Fields the operator allows this backend to ask for.
+    pub allowed_fields: FieldSet,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<LbConfig, ConfigErrors> {
+    let doc = Document::load(path)?;
+    from_document(&doc)
+}
+
+/// Validates config text (`file` is only used in messages and for relative paths).
+pub fn parse(file: &str, text: &str) -> Result<LbConfig, ConfigErrors> {
+    let doc = Document::parse(file, text)?;
+    from_document(&doc)
+}
+
+fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
+    let root = doc.root();
+    let node_id = root.opt_str("node_id").unwrap_or_else(|| "lb-1".into());
+    let listen = root.table("listen").and_then(|s| listen(&s));
+    let control = root.table("control").and_then(|s| control(&s));
+    let kme = root.table("kme").and_then(|s| kme(&s));
+    let certificates = root.table("certificates").and_then(|s| certificates(&s));
+    let keys = keys(root.opt_table("keys"));
+    let upstream = root.table("upstream").and_then(|s| upstream(&s));
+    let audit = root.table("audit").and_then(|s| audit(&s));
+    let backend_sections = root.tables("backend", true);
+    if root.has("backend") && backend_sections.is_empty() {
+        root.error("backend", "at least one [[backend]] is required");
+    }
+    let mut backends = Vec::new();
+    for b in &backend_sections {
+        if let Some(cfg) = backend(b) {
+            if backends.iter().any(|o: &BackendConfig| o.name == cfg.name) {
+                b.error("name", format!("duplicate backend name {:?}", cfg.name));
+            }
+            if backends
+                .iter()
+                .any(|o: &BackendConfig| o.sae_id == cfg.sae_id)
+            {
+                b.error(
+                    "sae_id",
+                    format!(
+                        "duplicate SAE id {:?}: each backend needs its own key stream",
+                        cfg.sae_id
+                    ),
+                );
+            }
+            backends.push(cfg);
+        }
+    }
+    root.finish()?;
+    // Every getter above recorded its error; with none recorded all are Some.
+    match (listen, control, kme, certificates, keys, upstream, audit) {
+        (
+            Some(listen),
+            Some(control),
+            Some(kme),
+            Some(certificates),
+            Some(keys),
+            Some(upstream),
+            Some(audit),
+        ) => Ok(LbConfig {
+            node_id,
+            listen,
+            control,
+            kme,
+            certificates,
+            keys,
+            upstream,
+            audit,
+            backends,
+        }),
+        _ => Err(ConfigErrors(vec![qmeta_config::ConfigError {
+            file: String::new(),
+            key: String::new(),
+            message: "incomplete configuration".into(),
+        }])),
+    }
+}
+
+fn listen(s: &Section) -> Option<ListenConfig> {
+    let address = s.socket_addr("address");
+    let cert = s.path("cert", true);
+    let key = s.path("key", true);
+    let alpn = s
+        .opt_strings("alpn")
+        .unwrap_or_else(|| vec!["http/1.1".into()]);
+    let handshake_timeout = s
+        .opt_duration("handshake_timeout")
+        .unwrap_or(Duration::from_secs(10));
+    s.deny_unknown();
+    Some(ListenConfig {
+        address: address?,
+        cert: cert?,
+        key: key?,
+        alpn,
+        handshake_timeout,
+    })
+}
+
+fn control(s: &Section) -> Option<ControlConfig> {
+    let address = s.socket_addr("address");
+    let max_clock_skew = s
+        .opt_duration("max_clock_skew")
+        .unwrap_or(Duration::from_secs(30));
+    s.deny_unknown();
+    Some(ControlConfig {
+        address: address?,
+        max_clock_skew,
+    })
+}
+
+/// The `[kme]` table shared by the LB, the agent and the sample backend.
+pub fn kme(s: &Section) -> Option<KmeConfig> {
+    let url = s.str("url");
+    if let Some(u) = &url {
+        if !u.starts_with("https://") {
+            s.error(
+                "url",
+                format!("{u:?} must be an https:// URL (ETSI GS QKD 014 requires TLS)"),
+            );
+        }
+    }
+    let kme_id = s.str("kme_id");
+    let ca = s.path("ca", true);
+    let cert = s.path("cert", true);
+    let key = s.path("key", true);
+    let timeout = s.opt_duration("timeout").unwrap_or(Duration::from_secs(5));
+    s.deny_unknown();
+    Some(KmeConfig {
+        url: url?,
+        kme_id: kme_id?,
+        ca: ca?,
+        cert: cert?,
+        key: key?,
+        timeout,
+    })
+}
+
+fn certificates(s: &Section) -> Option<CertConfig> {
+    let ca_cert = s.path("ca_cert", true);
+    let ca_key = s.path("ca_key", true);
+    let validity = s
+        .opt_duration("validity")
+        .unwrap_or(Duration::from_secs(300));
+    if validity < Duration::from_secs(10) || validity > Duration::from_secs(24 * 3600) {
+        s.error("validity", "must be between 10s and 24h");
+    }
+    let leaf_alg = match s.opt_str("leaf_alg").as_deref() {
+        None | Some("p256") => qmeta_cert::LeafAlg::P256,
+        Some("ed25519") => qmeta_cert::LeafAlg::Ed25519,
+        Some(other) => {
+            s.error(
+                "leaf_alg",
+                format!("{other:?} is not one of \"p256\", \"ed25519\""),
+            );
+            qmeta_cert::LeafAlg::P256
+        }
+    };
+    s.deny_unknown();
+    Some(CertConfig {
+        ca_cert: ca_cert?,
+        ca_key: ca_key?,
+        validity,
+        leaf_alg,
+    })
+}
+
+fn keys(s: Option<Section>) -> Option<KeyConfig> {
+    let Some(s) = s else {
+        return Some(KeyConfig {
+            rotation: MAX_ROTATION,
+            grace: Duration::from_secs(30),
+        });
+    };
+    let rotation = s.opt_duration("rotation").unwrap_or(MAX_ROTATION);
+    if rotation > MAX_ROTATION || rotation < Duration::from_millis(100) {
+        s.error(
+            "rotation",
+            "must be between 100ms and 60s: QKD metadata keys are replaced at least every minute",
+        );
+    }
+    let grace = s.opt_duration("grace").unwrap_or(Duration::from_secs(30));
+    if grace > Duration::from_secs(300) {
+        s.error("grace", "must be at most 5m");
+    }
+    if let Some(policy) = s.opt_str("on_unavailable") {
+        if policy != "refuse" {
+            s.error(
+                "on_unavailable",
+                format!("{policy:?}: only \"refuse\" is supported (no key → no certificate → no connection)"),
+            );
+        }
+    }
+    s.deny_unknown();
+    Some(KeyConfig { rotation, grace })
+}
+
+fn upstream(s: &Section) -> Option<UpstreamConfig> {
+    let ca = s.path("ca", true);
+    let connect_timeout = s
+        .opt_duration("connect_timeout")
+        .unwrap_or(Duration::from_secs(3));
+    let idle_timeout = s
+        .opt_duration("idle_timeout")
+        .unwrap_or(Duration::from_secs(300));
+    s.deny_unknown();
+    Some(UpstreamConfig {
+        ca: ca?,
+        connect_timeout,
+        idle_timeout,
+    })
+}
+
+fn audit(s: &Section) -> Option<AuditConfig> {
+    let path = s.path("path", false);
+    let fsync_interval = s
+        .opt_duration("fsync_interval")
+        .unwrap_or(Duration::from_millis(100));
+    let max_file_bytes = s.opt_int("max_file_bytes", 0..=i64::MAX).unwrap_or(0) as u64;
+    s.deny_unknown();
+    Some(AuditConfig {
+        path: path?,
+        fsync_interval,
+        max_file_bytes,
+    })
+}
+
+fn field_set(s: &Section, key: &str, default: FieldSet) -> FieldSet {
+    let Some(names) = s.opt_strings(key) else {
+        return default;
+    };
+    let mut set = FieldSet::new();
+    for n in names {
+        match FieldId::from_name(&n) {
+            Some(f) => {
+                set.insert(f);
+            }
+            None => s.error(key, format!("unknown field {n:?}")),
+        }
+    }
+    set
+}
+
+fn backend(s: &Section) -> Option<BackendConfig> {
+    let name = s.str("name");
+    let address = s.socket_addr("address");
+    let server_name = s.opt_str("server_name").or_else(|| name.clone());
+    let sae_id = s.str("sae_id");
+    let default_fields = field_set(
+        s,
+        "default_fields",
+        [FieldId::SRC_IP, FieldId::TIMESTAMP].into_iter().collect(),
+    );
+    let allowed_fields = field_set(s, "allowed_fields", FieldId::known().collect());
+    for f in default_fields.difference(&allowed_fields).iter() {
+        s.error("default_fields", format!("{f} is not in allowed_fields"));
+    }
+    if let Some(n) = &server_name {
+        if rustls_pki_types::ServerName::try_from(n.as_str()).is_err() {
+            s.error(
+                "server_name",
+                format!("{n:?} is not a valid DNS name or IP address"),
+            );
+        }
+    }
+    s.deny_unknown();
+    Some(BackendConfig {
+        name: name?,
+        address: address?,
+        server_name: server_name?,
+        sae_id: sae_id?,
+        default_fields,
+        allowed_fields,
+    })
+}

@@ -1,0 +1,274 @@
+//! The connection path: accept, terminate TLS, pick a backend, mint,
+//! connect with mTLS, copy bytes both ways.
+
+use crate::facts::ConnFacts;
+use crate::runtime::{Backend, Shared};
+use qmeta_audit::Record;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { handle(shared, tcp, peer).await });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Why a backend could not be used for this connection.
+enum Refused {
+    /// Nothing was sent to the backend: the next one may be tried.
+    Retry(String),
+    /// Fail closed for the whole connection (e.g. the audit log is down).
+    Fatal(String),
+}
+
+async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
+    let accepted_unix_ms = unix_ms();
+    let _ = tcp.set_nodelay(true);
+    let local = match tcp.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let handshake = tokio::time::timeout(
+        shared.cfg.listen.handshake_timeout,
+        shared.acceptor.accept(tcp),
+    )
+    .await;
+    let client = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(conn_id, %peer, "client TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(conn_id, %peer, "client TLS handshake timed out");
+            return;
+        }
+    };
+    let (_, conn) = client.get_ref();
+    let facts = ConnFacts {
+        peer,
+        local,
+        accepted_unix_ms,
+        sni: conn.server_name().map(str::to_string),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        tls_version: conn.protocol_version().map(u16::from),
+        cipher_suite: conn.negotiated_cipher_suite().map(|s| u16::from(s.suite())),
+        conn_id,
+    };
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+
+    let n = shared.backends.len();
+    let start = shared.next.fetch_add(1, Ordering::Relaxed);
+    let mut reasons = Vec::new();
+    let mut upstream = None;
+    for i in 0..n {
+        let backend = &shared.backends[(start + i) % n];
+        match connect(&shared, backend, &facts, alpn.as_deref()).await {
+            Ok(s) => {
+                upstream = Some((backend, s));
+                break;
+            }
+            Err(Refused::Retry(r)) => {
+                tracing::warn!(conn_id, backend = %backend.cfg.name, "backend unusable, trying the next: {r}");
+                reasons.push(format!("{}: {r}", backend.cfg.name));
+            }
+            Err(Refused::Fatal(r)) => {
+                reasons.push(format!("{}: {r}", backend.cfg.name));
+                break;
+            }
+        }
+    }
+    let Some((backend, up)) = upstream else {
+        let reason = reasons.join("; ");
+        tracing::error!(conn_id, %peer, "connection refused: no backend usable ({reason})");
+        let _ = shared.audit.record(Record::ConnectionRefused {
+            conn_id,
+            backend: None,
+            reason,
+        });
+        let mut client = client;
+        let _ = client.shutdown().await;
+        return;
+    };
+    tracing::debug!(conn_id, backend = %backend.cfg.name, "proxying");
+    if let Err(e) = pipe(client, up, shared.cfg.upstream.idle_timeout).await {
+        tracing::debug!(conn_id, "connection ended: {e}");
+    }
+}
+
+/// Mints a certificate for `backend` and connects to it with mTLS.
+async fn connect(
+    shared: &Shared,
+    backend: &Backend,
+    facts: &ConnFacts,
+    alpn: Option<&[u8]>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Refused> {
+    let name = &backend.cfg.name;
+    let key = shared
+        .ring
+        .current(name, Instant::now())
+        .ok_or_else(|| Refused::Retry("no valid QKD key (fail closed)".into()))?;
+    let (fields, version) = {
+        let ep = backend.endpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let state = ep.state();
+        (
+            state.fields_for(facts.sni.as_deref()).clone(),
+            state.version(),
+        )
+    };
+    let values = facts.values(&fields, &shared.cfg.node_id);
+    let serial: [u8; 16] = rand::random();
+    let subject = format!("qmeta {}", shared.cfg.node_id);
+    let req = qmeta_cert::MintRequest {
+        serial,
+        now_unix: facts.accepted_unix_ms / 1000,
+        validity_secs: shared.cfg.certificates.validity.as_secs() as u32,
+        subject_cn: &subject,
+        key_id: key.id,
+        qkd_key: &key.bytes,
+        state_version: version,
+        fields: &values,
+    };
+    let (minted, tls_cfg) = shared
+        .minter
+        .mint(&req, alpn)
+        .map_err(|e| Refused::Fatal(format!("minting failed: {e}")))?;
+    // Fail closed: a certificate that is not on record is never presented.
+    shared
+        .audit
+        .record(Record::CertIssued {
+            serial: minted.serial_hex.clone(),
+            backend: name.clone(),
+            fields: minted.included.iter().map(|f| f.get()).collect(),
+            dropped: minted.dropped.iter().map(|f| f.get()).collect(),
+            key_id: key.id.to_string(),
+            state_version: version,
+            conn_id: facts.conn_id,
+        })
+        .map_err(|e| {
+            Refused::Fatal(format!(
+                "audit log unavailable ({e}): not issuing certificates"
+            ))
+        })?;
+    let timeout = shared.cfg.upstream.connect_timeout;
+    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(backend.cfg.address)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            return Err(Refused::Retry(format!(
+                "connect {}: {e}",
+                backend.cfg.address
+            )))
+        }
+        Err(_) => {
+            return Err(Refused::Retry(format!(
+                "connect {}: timed out",
+                backend.cfg.address
+            )))
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let server_name = rustls_pki_types::ServerName::try_from(backend.cfg.server_name.clone())
+        .map_err(|e| Refused::Retry(format!("server name: {e}")))?;
+    match tokio::time::timeout(
+        timeout,
+        TlsConnector::from(tls_cfg).connect(server_name, tcp),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(Refused::Retry(format!(
+            "TLS to {}: {e}",
+            backend.cfg.address
+        ))),
+        Err(_) => Err(Refused::Retry(format!(
+            "TLS to {}: timed out",
+            backend.cfg.address
+        ))),
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Copies both ways until both sides are done, or nothing moved for `idle`.
+async fn pipe<A, B>(a: A, b: B, idle: Duration) -> io::Result<()>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let copy = async {
+        tokio::try_join!(
+            copy_half(&mut ar, &mut bw, &last, start),
+            copy_half(&mut br, &mut aw, &last, start)
+        )
+    };
+    let watchdog = async {
+        loop {
+            let since = Duration::from_millis(last.load(Ordering::Relaxed));
+            let deadline = since + idle;
+            let now = start.elapsed();
+            if now >= deadline {
+                return;
+            }
+            tokio::time::sleep(deadline - now).await;
+        }
+    };
+    tokio::select! {
+        r = copy => r.map(|_| ()),
+        _ = watchdog => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
+    }
+}
+
+async fn copy_half<R, W>(r: &mut R, w: &mut W, last: &AtomicU64, start: Instant) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).await?;
+        w.flush().await?;
+        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}

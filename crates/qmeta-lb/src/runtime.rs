@@ -1,0 +1,232 @@
+//! Starting and stopping the LB: open the audit log, load the CA, start key
+//! rotation, bind the listeners.
+
+use crate::config::{BackendConfig, LbConfig};
+use crate::mint::Minter;
+use qmeta_audit::{AuditLog, AuditOptions, Record};
+use qmeta_dmcp::{ControlState, Endpoint};
+use qmeta_qkd::client::{KmeClient, KmeClientConfig};
+use qmeta_qkd::rotation::{KeyRing, RotationEvent, RotationPolicy};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+pub(crate) struct Backend {
+    pub cfg: BackendConfig,
+    /// DMCP state of this backend. Changed only by `Endpoint::handle`
+    /// (which calls `ControlState::dispatch`); read on every connection.
+    pub endpoint: Mutex<Endpoint>,
+}
+
+pub(crate) struct Shared {
+    pub cfg: LbConfig,
+    pub backends: Vec<Backend>,
+    pub by_sae: HashMap<String, usize>,
+    pub next: AtomicUsize,
+    pub conn_ids: AtomicU64,
+    pub ring: Arc<KeyRing>,
+    pub minter: Minter,
+    pub audit: AuditLog,
+    pub kme: KmeClient,
+    pub acceptor: TlsAcceptor,
+}
+
+/// A running load balancer.
+pub struct Lb {
+    addr: SocketAddr,
+    control_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    audit: AuditLog,
+}
+
+impl Lb {
+    /// Binds the client and control listeners and starts serving.
+    pub async fn start(cfg: LbConfig) -> anyhow::Result<Lb> {
+        qmeta_pki::install_provider();
+        let audit = AuditLog::open(
+            &cfg.audit.path,
+            AuditOptions {
+                fsync_interval: cfg.audit.fsync_interval,
+                max_file_bytes: cfg.audit.max_file_bytes,
+                ..AuditOptions::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("audit log {}: {e}", cfg.audit.path.display()))?;
+        let issuer = qmeta_cert::Issuer::from_pem(
+            &read(&cfg.certificates.ca_cert)?,
+            &read(&cfg.certificates.ca_key)?,
+        )
+        .map_err(|e| anyhow::anyhow!("LB CA {}: {e}", cfg.certificates.ca_cert.display()))?;
+        let minter = Minter::new(issuer, cfg.certificates.leaf_alg, &cfg.upstream.ca)?;
+        let alpn: Vec<&[u8]> = cfg.listen.alpn.iter().map(|s| s.as_bytes()).collect();
+        let server = qmeta_pki::server_config(
+            &cfg.listen.cert,
+            &cfg.listen.key,
+            qmeta_pki::ClientAuth::None,
+            &alpn,
+        )?;
+        let acceptor = TlsAcceptor::from(Arc::new(server));
+        let kme = KmeClient::new(KmeClientConfig {
+            url: cfg.kme.url.clone(),
+            kme_id: cfg.kme.kme_id.clone(),
+            ca: cfg.kme.ca.clone(),
+            cert: cfg.kme.cert.clone(),
+            key: cfg.kme.key.clone(),
+            timeout: cfg.kme.timeout,
+        })?;
+        let ring = KeyRing::new(RotationPolicy {
+            interval: cfg.keys.rotation,
+            grace: cfg.keys.grace,
+            key_bits: 256,
+        });
+        let backends: Vec<Backend> = cfg
+            .backends
+            .iter()
+            .map(|b| Backend {
+                cfg: b.clone(),
+                endpoint: Mutex::new(Endpoint::new(
+                    ControlState::new(b.default_fields.clone(), b.allowed_fields.clone()),
+                    qmeta_dmcp::Limits {
+                        max_clock_skew_ms: cfg.control.max_clock_skew.as_millis() as u64,
+                        ..Default::default()
+                    },
+                )),
+            })
+            .collect();
+        let by_sae = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.cfg.sae_id.clone(), i))
+            .collect();
+        let listener = TcpListener::bind(cfg.listen.address)
+            .await
+            .map_err(|e| anyhow::anyhow!("listen.address {}: {e}", cfg.listen.address))?;
+        let control = TcpListener::bind(cfg.control.address)
+            .await
+            .map_err(|e| anyhow::anyhow!("control.address {}: {e}", cfg.control.address))?;
+        let addr = listener.local_addr()?;
+        let control_addr = control.local_addr()?;
+        let rotation_targets = backends
+            .iter()
+            .map(|b| (b.cfg.name.clone(), b.cfg.sae_id.clone()))
+            .collect();
+        let shared = Arc::new(Shared {
+            cfg,
+            backends,
+            by_sae,
+            next: AtomicUsize::new(0),
+            conn_ids: AtomicU64::new(rand::random::<u32>() as u64),
+            ring: ring.clone(),
+            minter,
+            audit: audit.clone(),
+            kme: kme.clone(),
+            acceptor,
+        });
+        let _ = audit.record(Record::Lifecycle {
+            component: "lb".into(),
+            what: format!("started on {addr}"),
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let events_audit = audit.clone();
+        let rotation = qmeta_qkd::rotation::spawn_rotation(
+            ring,
+            kme,
+            rotation_targets,
+            Arc::new(move |ev| on_rotation(&events_audit, ev)),
+        );
+        let tasks = vec![
+            rotation,
+            tokio::spawn(crate::proxy::serve(shared.clone(), listener, rx.clone())),
+            tokio::spawn(crate::control::serve(shared, control, rx)),
+        ];
+        tracing::info!(%addr, %control_addr, "load balancer listening");
+        Ok(Lb {
+            addr,
+            control_addr,
+            shutdown,
+            tasks,
+            audit,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// Stops accepting, aborts background tasks and flushes the audit log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.audit.record(Record::Lifecycle {
+            component: "lb".into(),
+            what: "stopped".into(),
+        });
+        let _ = self.audit.flush();
+    }
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn on_rotation(audit: &AuditLog, ev: RotationEvent) {
+    let rec = match ev {
+        RotationEvent::Fetched {
+            backend,
+            slave_sae,
+            key_id,
+        } => {
+            tracing::debug!(%backend, %key_id, "fetched metadata key");
+            Record::KeyFetched {
+                sae: slave_sae,
+                key_id: key_id.to_string(),
+                purpose: format!("metadata key for {backend}"),
+            }
+        }
+        RotationEvent::Rotated {
+            backend,
+            key_id,
+            previous,
+        } => {
+            tracing::info!(%backend, %key_id, "rotated metadata key");
+            Record::KeyRotated {
+                backend,
+                key_id: key_id.to_string(),
+                previous: previous.map(|p| p.to_string()),
+            }
+        }
+        RotationEvent::Failed {
+            backend,
+            error,
+            retryable,
+        } => {
+            tracing::warn!(%backend, retryable, "fetching a metadata key failed: {error}");
+            return;
+        }
+        RotationEvent::Expired { backend } => {
+            tracing::error!(%backend, "no valid metadata key (KME unreachable, grace window over): refusing connections to this backend");
+            Record::KeyUnavailable {
+                backend,
+                reason: "key expired and no replacement from the KME".into(),
+            }
+        }
+    };
+    if let Err(e) = audit.record(rec) {
+        tracing::error!("audit log: {e}");
+    }
+}

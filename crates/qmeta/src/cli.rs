@@ -1,0 +1,202 @@
+//! Command-line interface.
+
+use clap::{Parser, Subcommand};
+use qmeta_config::{ConfigErrors, EXIT_CONFIG};
+use std::path::PathBuf;
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(name = "qmeta", version, about = "Load balancer that forwards client metadata to backends in QKD-keyed, encrypted, backend-chosen X.509 certificates")]
+pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole system on loopback: KME pair, LB, two sample backends, two agents.
+    Demo(crate::demo::DemoArgs),
+    /// Generate credentials and configs for a loopback deployment, then exit.
+    Init(crate::demo::DemoArgs),
+    /// Run the load balancer.
+    Lb(RunArgs),
+    /// Run a simulated KME pair (ETSI GS QKD 014 over HTTPS + mTLS).
+    Kme(RunArgs),
+    /// Run a backend's policy agent (DMCP client).
+    Agent(RunArgs),
+    /// Run the sample HTTPS backend that decodes LB certificates.
+    Backend(RunArgs),
+    /// Inspect LB certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The TOML configuration file.
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertCommand {
+    /// Print a certificate's metadata extensions; decrypt them when given a
+    /// backend config (its [kme] section and the LB's SAE id).
+    Inspect {
+        /// PEM or DER certificate file.
+        file: PathBuf,
+        /// A sample-backend config whose KME credentials fetch the key.
+        #[arg(long)]
+        backend_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first bad line.
+    Verify { file: PathBuf },
+}
+
+pub fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QMETA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Prints config errors and returns the config exit code.
+pub fn config_failed(errors: &ConfigErrors) -> i32 {
+    eprintln!("qmeta: invalid configuration ({} error{}):", errors.len(), if errors.len() == 1 { "" } else { "s" });
+    for e in &errors.0 {
+        eprintln!("  {e}");
+    }
+    EXIT_CONFIG
+}
+
+/// A receiver that turns true on SIGINT or SIGTERM.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn wait(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Demo(args) => crate::demo::run(args, true).await,
+        Command::Init(args) => crate::demo::run(args, false).await,
+        Command::Lb(a) => {
+            let cfg = match qmeta_lb::config::load(&a.config) {
+                Ok(c) => c,
+                Err(e) => return config_failed(&e),
+            };
+            if a.check {
+                println!("{}: OK", a.config.display());
+                return 0;
+            }
+            let lb = match qmeta_lb::Lb::start(cfg).await {
+                Ok(lb) => lb,
+                Err(e) => return fatal(&e),
+            };
+            println!("qmeta lb: listening on {} (DMCP on {})", lb.addr(), lb.control_addr());
+            wait(shutdown_signal()).await;
+            lb.shutdown().await;
+            0
+        }
+        Command::Kme(a) => {
+            let cfg = match qmeta_qkd::kme::load_config(&a.config) {
+                Ok(c) => c,
+                Err(e) => return config_failed(&e),
+            };
+            if a.check {
+                println!("{}: OK", a.config.display());
+                return 0;
+            }
+            let pair = match qmeta_qkd::kme::start_pair(cfg).await {
+                Ok(p) => p,
+                Err(e) => return fatal(&e),
+            };
+            println!("qmeta kme: site A on {}, site B on {}", pair.addr_a(), pair.addr_b());
+            wait(shutdown_signal()).await;
+            pair.shutdown().await;
+            0
+        }
+        Command::Agent(a) => {
+            let cfg = match qmeta_agent::load_config(&a.config) {
+                Ok(c) => c,
+                Err(e) => return config_failed(&e),
+            };
+            if a.check {
+                println!("{}: OK", a.config.display());
+                return 0;
+            }
+            match qmeta_agent::run(cfg, shutdown_signal()).await {
+                Ok(()) => 0,
+                Err(e) => fatal(&e),
+            }
+        }
+        Command::Backend(a) => {
+            let cfg = match qmeta_sdk::sample::load_config(&a.config) {
+                Ok(c) => c,
+                Err(e) => return config_failed(&e),
+            };
+            if a.check {
+                println!("{}: OK", a.config.display());
+                return 0;
+            }
+            let b = match qmeta_sdk::sample::start(cfg).await {
+                Ok(b) => b,
+                Err(e) => return fatal(&e),
+            };
+            println!("qmeta backend: listening on {}", b.addr());
+            wait(shutdown_signal()).await;
+            b.shutdown().await;
+            0
+        }
+        Command::Cert(CertCommand::Inspect { file, backend_config }) => {
+            crate::inspect::run(&file, backend_config.as_deref()).await
+        }
+        Command::Audit(AuditCommand::Verify { file }) => match qmeta_audit::verify_file(&file) {
+            Ok(s) => {
+                println!("{}: OK, {} records, head {} (seq {})", file.display(), s.records, s.head.hash, s.head.seq);
+                0
+            }
+            Err(e) => {
+                eprintln!("{}: chain broken at {e}", file.display());
+                1
+            }
+        },
+    }
+}
+
+fn fatal(e: &dyn std::fmt::Display) -> i32 {
+    eprintln!("qmeta: {e}");
+    1
+}
