@@ -57,7 +57,7 @@ impl Lb {
                 ..AuditOptions::default()
             },
         )
-        .map_err(|e| anyhow::anyhow!("audit log {}: {e}", cfg.audit.path.display()))?;
+        .map_err(|e| anyhow::anyhow!("audit log: {e}"))?;
         let issuer = qmeta_cert::Issuer::from_pem(
             &read(&cfg.certificates.ca_cert)?,
             &read(&cfg.certificates.ca_key)?,
@@ -176,7 +176,8 @@ impl Lb {
             component: "lb".into(),
             what: "stopped".into(),
         });
-        let _ = self.audit.flush();
+        let audit = self.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
 }
 
