@@ -39,7 +39,10 @@ pub const BACKENDS: [(&str, &str); 2] = [("app-a", "sae-app-a"), ("app-b", "sae-
 
 impl Layout {
     pub fn new(dir: &Path, lb_port: u16) -> anyhow::Result<Layout> {
-        anyhow::ensure!((4..=65533).contains(&lb_port), "--port must be between 4 and 65533");
+        anyhow::ensure!(
+            (4..=65533).contains(&lb_port),
+            "--port must be between 4 and 65533"
+        );
         let dir = std::path::absolute(dir).with_context(|| format!("{}", dir.display()))?;
         Ok(Layout {
             pki: dir.join("pki"),
@@ -89,7 +92,11 @@ pub fn credentials(l: &Layout) -> anyhow::Result<()> {
     Ca::load_or_generate(pki, "lb-ca", "qmeta LB metadata CA")?;
     // What clients of the LB trust.
     let front = Ca::load_or_generate(pki, "frontend-ca", "qmeta demo frontend CA")?;
-    issue(&front, "frontend", Some(&["localhost", "api.localhost", "127.0.0.1", "::1"]))?;
+    issue(
+        &front,
+        "frontend",
+        Some(&["localhost", "api.localhost", "127.0.0.1", "::1"]),
+    )?;
     // Backend server certificates: the LB verifies them.
     let back = Ca::load_or_generate(pki, "backend-ca", "qmeta demo backend CA")?;
     for (name, _) in BACKENDS {

@@ -8,17 +8,24 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// Waits until both agents' policies are in force (src_port is only sent
 /// once the agents asked for it).
 fn wait_for_policies(d: &Deployment) {
     for backend in ["app-a", "app-b"] {
-        eventually(&format!("{backend} policy in force"), Duration::from_secs(30), || {
-            let (json, _) = https_get(d, "localhost", "/");
-            (json["backend"] == backend && fields(&json).contains_key("src_port")).then_some(())
-        });
+        eventually(
+            &format!("{backend} policy in force"),
+            Duration::from_secs(30),
+            || {
+                let (json, _) = https_get(d, "localhost", "/");
+                (json["backend"] == backend && fields(&json).contains_key("src_port")).then_some(())
+            },
+        );
     }
 }
 
@@ -39,38 +46,78 @@ fn clients_get_their_own_socket_in_the_certificate() {
         assert_eq!(f["src_ip"], "127.0.0.1", "{json}");
         assert_eq!(f["src_port"], local.port() as u64, "{json}");
         let ts = f["timestamp"].as_u64().unwrap();
-        assert!(ts >= before.saturating_sub(1000) && ts <= now_ms() + 1000, "timestamp {ts} not now: {json}");
+        assert!(
+            ts >= before.saturating_sub(1000) && ts <= now_ms() + 1000,
+            "timestamp {ts} not now: {json}"
+        );
         assert_eq!(json["path"], "/hello");
         let md = &json["metadata"];
         assert_eq!(md["serial"].as_str().unwrap().len(), 32, "{json}");
-        assert!(uuid::Uuid::parse_str(md["key_id"].as_str().unwrap()).is_ok(), "{json}");
+        assert!(
+            uuid::Uuid::parse_str(md["key_id"].as_str().unwrap()).is_ok(),
+            "{json}"
+        );
         assert!(md["state_version"].as_u64().unwrap() >= 1, "{json}");
         seen.insert(json["backend"].as_str().unwrap().to_string());
     }
-    assert_eq!(seen.len(), 2, "round robin should reach both backends: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "round robin should reach both backends: {seen:?}"
+    );
 
     // curl: same, with curl's own socket.
     for _ in 0..2 {
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "20", "--cacert"])
             .arg(d.pki("frontend-ca.crt"))
-            .args(["-w", "\n%{local_port}", &format!("https://localhost:{}/curl", d.port)])
+            .args([
+                "-w",
+                "\n%{local_port}",
+                &format!("https://localhost:{}/curl", d.port),
+            ])
             .output()
             .expect("curl must be installed (.ci/run installs it)");
-        assert!(out.status.success(), "curl failed: {}\n{}", String::from_utf8_lossy(&out.stderr), lb.logs());
+        assert!(
+            out.status.success(),
+            "curl failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            lb.logs()
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         let (body, port) = text.rsplit_once('\n').unwrap();
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(fields(&json)["src_port"], port.trim().parse::<u64>().unwrap(), "{json}");
+        assert_eq!(
+            fields(&json)["src_port"],
+            port.trim().parse::<u64>().unwrap(),
+            "{json}"
+        );
         assert_eq!(fields(&json)["src_ip"], "127.0.0.1");
     }
 
     // Every certificate issued is on record, and the chain verifies.
     let log = d.audit_log();
-    assert!(log.lines().filter(|l| l.contains("\"event\":\"cert_issued\"")).count() >= 6, "{log}");
-    assert!(!log.contains("127.0.0.1:"), "the audit log must not hold client addresses:\n{log}");
-    let out = Command::new(BIN).args(["audit", "verify"]).arg(d.path("audit.log")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("\"event\":\"cert_issued\""))
+            .count()
+            >= 6,
+        "{log}"
+    );
+    assert!(
+        !log.contains("127.0.0.1:"),
+        "the audit log must not hold client addresses:\n{log}"
+    );
+    let out = Command::new(BIN)
+        .args(["audit", "verify"])
+        .arg(d.path("audit.log"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -87,7 +134,10 @@ fn policy_change_by_sighup_reaches_the_certificate() {
         })
     };
     let json = from_a(&d, "localhost");
-    assert!(fields(&json).contains_key("sni"), "policy-a includes sni: {json}");
+    assert!(
+        fields(&json).contains_key("sni"),
+        "policy-a includes sni: {json}"
+    );
     assert_eq!(fields(&json)["sni"], "localhost");
 
     // Forbid SNI and ask for the destination port instead.
@@ -114,10 +164,16 @@ fn bad_clients_are_dropped_and_others_served() {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"), "plaintext must not be proxied");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"),
+        "plaintext must not be proxied"
+    );
     // A client that closes mid-handshake: half a ClientHello.
     let mut s = std::net::TcpStream::connect(d.lb_addr()).unwrap();
-    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]).unwrap();
+    s.write_all(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ])
+    .unwrap();
     drop(s);
     // A client that stalls: connects and sends nothing (left open).
     let _stalled = std::net::TcpStream::connect(d.lb_addr()).unwrap();
@@ -130,33 +186,82 @@ fn bad_clients_are_dropped_and_others_served() {
 #[test]
 fn bad_config_names_every_wrong_key_and_exits_64() {
     let d = Deployment::init();
-    d.edit("lb.toml", &format!("address = \"127.0.0.1:{}\"", d.port), "address = \"nowhere\"");
+    d.edit(
+        "lb.toml",
+        &format!("address = \"127.0.0.1:{}\"", d.port),
+        "address = \"nowhere\"",
+    );
     d.edit("lb.toml", "rotation = \"60s\"", "rotation = \"90s\"");
-    d.edit("lb.toml", "leaf_alg = \"p256\"", "leaf_alg = \"rsa\"\ncolour = \"blue\"");
-    let out = Command::new(BIN).args(["lb", "--config"]).arg(d.path("lb.toml")).output().unwrap();
+    d.edit(
+        "lb.toml",
+        "leaf_alg = \"p256\"",
+        "leaf_alg = \"rsa\"\ncolour = \"blue\"",
+    );
+    let out = Command::new(BIN)
+        .args(["lb", "--config"])
+        .arg(d.path("lb.toml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["`listen.address`", "`keys.rotation`", "`certificates.leaf_alg`", "`certificates.colour`"] {
+    for key in [
+        "`listen.address`",
+        "`keys.rotation`",
+        "`certificates.leaf_alg`",
+        "`certificates.colour`",
+    ] {
         assert!(err.contains(key), "{key} not named in:\n{err}");
     }
 
     d.edit("kme.toml", "saes = [\"sae-lb-1\"]", "saes = \"sae-lb-1\"");
-    let out = Command::new(BIN).args(["kme", "--config"]).arg(d.path("kme.toml")).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["kme", "--config"])
+        .arg(d.path("kme.toml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`a.saes`"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`a.saes`"),
+        "{out:?}"
+    );
 
-    d.edit("agent-a.toml", "lb_control = \"127.0.0.1:", "lb_control = \"x:");
-    let out = Command::new(BIN).args(["agent", "--config"]).arg(d.path("agent-a.toml")).output().unwrap();
+    d.edit(
+        "agent-a.toml",
+        "lb_control = \"127.0.0.1:",
+        "lb_control = \"x:",
+    );
+    let out = Command::new(BIN)
+        .args(["agent", "--config"])
+        .arg(d.path("agent-a.toml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`lb_control`"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`lb_control`"),
+        "{out:?}"
+    );
 
-    d.edit("backend-a.toml", "lb_sae_id = \"sae-lb-1\"", "lb_sae_id = 7");
-    let out = Command::new(BIN).args(["backend", "--config"]).arg(d.path("backend-a.toml")).output().unwrap();
+    d.edit(
+        "backend-a.toml",
+        "lb_sae_id = \"sae-lb-1\"",
+        "lb_sae_id = 7",
+    );
+    let out = Command::new(BIN)
+        .args(["backend", "--config"])
+        .arg(d.path("backend-a.toml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`lb_sae_id`"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`lb_sae_id`"),
+        "{out:?}"
+    );
 
     // A missing file is a config error too.
-    let out = Command::new(BIN).args(["lb", "--config", "/nonexistent/lb.toml"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["lb", "--config", "/nonexistent/lb.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/lb.toml"));
 }
