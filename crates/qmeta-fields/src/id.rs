@@ -115,7 +115,11 @@ impl FieldId {
             return Some(FieldId(*id));
         }
         if let Some(rest) = s.strip_prefix("custom_") {
-            return rest.parse().ok().and_then(FieldId::new).filter(|f| f.is_custom());
+            return rest
+                .parse()
+                .ok()
+                .and_then(FieldId::new)
+                .filter(|f| f.is_custom());
         }
         s.parse().ok().and_then(FieldId::new)
     }
@@ -150,7 +154,8 @@ impl serde::Serialize for FieldId {
 impl<'de> serde::Deserialize<'de> for FieldId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        FieldId::from_name(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown field `{s}`")))
+        FieldId::from_name(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown field `{s}`")))
     }
 }
 

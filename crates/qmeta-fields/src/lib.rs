@@ -17,6 +17,6 @@ mod id;
 mod set;
 mod value;
 
-pub use id::{FieldId, FieldKind, CUSTOM_MIN, CUSTOM_MAX, KNOWN};
+pub use id::{FieldId, FieldKind, CUSTOM_MAX, CUSTOM_MIN, KNOWN};
 pub use set::FieldSet;
 pub use value::{DecodeError, FieldValue, MAX_VALUE_LEN};

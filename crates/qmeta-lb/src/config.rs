@@ -113,7 +113,10 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
     let node_id = root.opt_str("node_id").unwrap_or_else(|| "lb-1".into());
     // The certificate subject is "qmeta <node_id>", at most 64 bytes.
     if node_id.is_empty() || node_id.len() > qmeta_cert::MAX_CN_LEN - 6 {
-        root.error("node_id", format!("must be 1 to {} bytes", qmeta_cert::MAX_CN_LEN - 6));
+        root.error(
+            "node_id",
+            format!("must be 1 to {} bytes", qmeta_cert::MAX_CN_LEN - 6),
+        );
     }
     let listen = root.table("listen").and_then(|s| listen(&s));
     let control = root.table("control").and_then(|s| control(&s));
