@@ -1,7 +1,37 @@
-//! qmeta-qkd (API stub; to be implemented)
+//! QKD key layer of qmeta: an ETSI GS QKD 014 client, the caches and key
+//! rotation built on it, and a simulated KME pair that speaks the same API.
+//!
+//! - [`client`]: [`client::KmeClient`], the SAE side of ETSI 014 (status,
+//!   enc_keys, dec_keys) over HTTPS with mutual TLS; validates every key it
+//!   receives (count, size, distinct UUIDs).
+//! - [`api`]: the spec's JSON formats and the validation helpers.
+//! - [`rotation`]: LB side — a [`rotation::KeyRing`] holding the current and
+//!   previous key per backend, refreshed by [`rotation::spawn_rotation`].
+//! - [`cache`]: backend side — [`cache::DecKeyCache`] fetches a key by id the
+//!   first time it is seen, one `dec_keys` call per id.
+//! - [`kme`]: two in-process KMEs (LB site, backend site) sharing a simulated
+//!   link; the strict reference implementation of the spec the tests use.
+//!
+//! What it is not: the certificate format (`qmeta-cert`), DMCP
+//! (`qmeta-dmcp`), or a QKD physics simulation (the link here is a seeded
+//! key generator behind [`kme::Link`]; BB84 replaces it later).
+//!
+//! Call order (LB side): `KmeClient::new` → `KeyRing::new` →
+//! `spawn_rotation` → `KeyRing::current(backend, now)` per connection.
+//! Backend side: `KmeClient::new` → `DecKeyCache::new` → `get(key_id)`.
+//!
+//! Key bytes never appear in `Debug`, logs or errors, and are zeroized on drop.
 #![forbid(unsafe_code)]
 use std::fmt;
 use zeroize::Zeroizing;
+
+pub mod api;
+pub mod cache;
+pub mod client;
+pub mod kme;
+pub mod rotation;
+
+pub use client::{ClientError, KmeClient, KmeClientConfig};
 
 /// One QKD key as delivered by a KME: its id and its bytes. `Debug` never
 /// prints the bytes; the bytes are zeroized on drop.
@@ -13,6 +43,11 @@ pub struct Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Key {{ id: {}, bytes: <{} bytes redacted> }}", self.id, self.bytes.len())
+        write!(
+            f,
+            "Key {{ id: {}, bytes: <{} bytes redacted> }}",
+            self.id,
+            self.bytes.len()
+        )
     }
 }
