@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -140,6 +141,7 @@ impl Lb {
             rotation_targets,
             Arc::new(move |ev| on_rotation(&events_audit, ev)),
         );
+        wait_for_first_keys(&shared, Duration::from_secs(5)).await;
         let tasks = vec![
             rotation,
             tokio::spawn(crate::proxy::serve(shared.clone(), listener, rx.clone())),
@@ -178,6 +180,34 @@ impl Lb {
         });
         let audit = self.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
+    }
+}
+
+/// Gives the rotation task a moment to fetch every backend's first key, so
+/// the LB does not announce itself ready only to refuse every connection.
+/// If the KME does not answer in time the LB starts anyway and fails
+/// closed until keys arrive.
+async fn wait_for_first_keys(shared: &Shared, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = Instant::now();
+        let missing: Vec<&str> = shared
+            .backends
+            .iter()
+            .filter(|b| shared.ring.current(&b.cfg.name, now).is_none())
+            .map(|b| b.cfg.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if now >= deadline {
+            tracing::warn!(
+                ?missing,
+                "no QKD key yet for some backends: their connections are refused until one arrives"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -318,3 +318,28 @@ pub fn fields(json: &serde_json::Value) -> &serde_json::Map<String, serde_json::
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Runs `qmeta args…` to completion, killing it after 30 s (a config that
+/// should have been refused must not leave a server running).
+pub fn run_bounded(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!(
+        "qmeta {args:?} still running after 30 s; stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
