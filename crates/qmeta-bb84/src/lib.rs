@@ -1,0 +1,1 @@
+//! qmeta-bb84 (in progress)

@@ -1,0 +1,1 @@
+//! qmeta-bench (in progress)

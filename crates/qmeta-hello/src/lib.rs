@@ -1,0 +1,1 @@
+//! qmeta-hello (in progress)

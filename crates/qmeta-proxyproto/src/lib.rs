@@ -1,0 +1,1 @@
+//! qmeta-proxyproto (in progress)
