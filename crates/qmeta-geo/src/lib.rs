@@ -1,0 +1,1 @@
+//! qmeta-geo (in progress)
