@@ -21,7 +21,20 @@ pub struct LbConfig {
     pub keys: KeyConfig,
     pub upstream: UpstreamConfig,
     pub audit: AuditConfig,
+    /// The admin API (metrics, JSON state); off when absent.
+    pub admin: Option<AdminConfig>,
+    /// How backends are chosen (`balance = "round_robin"`, the default,
+    /// `"least_connections"` or `"consistent_hash"` on the client address).
+    pub balance: crate::balance::Algorithm,
+    /// MaxMind-format databases for the geo fields; none when absent.
+    pub geo: Option<qmeta_geo::GeoConfig>,
     pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Plain HTTP, no authentication: bind it to loopback.
+    pub address: SocketAddr,
 }
 
 #[derive(Clone, Debug)]
@@ -32,6 +45,12 @@ pub struct ListenConfig {
     /// ALPN protocols offered to clients, in preference order.
     pub alpn: Vec<String>,
     pub handshake_timeout: Duration,
+    /// Expect a PROXY protocol (v1 or v2) header on every connection; only
+    /// peers in `trusted_proxies` may connect then.
+    pub proxy_protocol: bool,
+    pub trusted_proxies: Option<qmeta_proxyproto::TrustedPeers>,
+    /// Most client connections open at once on this listener.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -94,6 +113,8 @@ pub struct BackendConfig {
     pub default_fields: FieldSet,
     /// Fields the operator allows this backend to ask for.
     pub allowed_fields: FieldSet,
+    /// Relative share of connections (1..=256).
+    pub weight: u32,
 }
 
 /// Reads and validates a config file.
@@ -113,10 +134,7 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
     let node_id = root.opt_str("node_id").unwrap_or_else(|| "lb-1".into());
     // The certificate subject is "qmeta <node_id>", at most 64 bytes.
     if node_id.is_empty() || node_id.len() > qmeta_cert::MAX_CN_LEN - 6 {
-        root.error(
-            "node_id",
-            format!("must be 1 to {} bytes", qmeta_cert::MAX_CN_LEN - 6),
-        );
+        root.error("node_id", format!("must be 1 to {} bytes", qmeta_cert::MAX_CN_LEN - 6));
     }
     let listen = root.table("listen").and_then(|s| listen(&s));
     let control = root.table("control").and_then(|s| control(&s));
@@ -125,6 +143,29 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
     let keys = keys(root.opt_table("keys"));
     let upstream = root.table("upstream").and_then(|s| upstream(&s));
     let audit = root.table("audit").and_then(|s| audit(&s));
+    let balance = match root.opt_str("balance").as_deref() {
+        None => crate::balance::Algorithm::RoundRobin,
+        Some(name) => crate::balance::Algorithm::parse(name).unwrap_or_else(|| {
+            root.error(
+                "balance",
+                format!("{name:?} is not one of \"round_robin\", \"least_connections\", \"consistent_hash\""),
+            );
+            crate::balance::Algorithm::RoundRobin
+        }),
+    };
+    let geo = root.opt_table("geo").map(|s| {
+        let cfg = qmeta_geo::GeoConfig { city_db: s.opt_path("city_db", true), asn_db: s.opt_path("asn_db", true) };
+        if cfg.city_db.is_none() && cfg.asn_db.is_none() && !s.has("city_db") && !s.has("asn_db") {
+            s.error("city_db", "[geo] needs city_db, asn_db or both");
+        }
+        s.deny_unknown();
+        cfg
+    });
+    let admin = root.opt_table("admin").map(|s| {
+        let address = s.socket_addr("address");
+        s.deny_unknown();
+        address.map(|address| AdminConfig { address })
+    });
     let backend_sections = root.tables("backend", true);
     if root.has("backend") && backend_sections.is_empty() {
         root.error("backend", "at least one [[backend]] is required");
@@ -135,17 +176,8 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
             if backends.iter().any(|o: &BackendConfig| o.name == cfg.name) {
                 b.error("name", format!("duplicate backend name {:?}", cfg.name));
             }
-            if backends
-                .iter()
-                .any(|o: &BackendConfig| o.sae_id == cfg.sae_id)
-            {
-                b.error(
-                    "sae_id",
-                    format!(
-                        "duplicate SAE id {:?}: each backend needs its own key stream",
-                        cfg.sae_id
-                    ),
-                );
+            if backends.iter().any(|o: &BackendConfig| o.sae_id == cfg.sae_id) {
+                b.error("sae_id", format!("duplicate SAE id {:?}: each backend needs its own key stream", cfg.sae_id));
             }
             backends.push(cfg);
         }
@@ -153,25 +185,22 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
     root.finish()?;
     // Every getter above recorded its error; with none recorded all are Some.
     match (listen, control, kme, certificates, keys, upstream, audit) {
-        (
-            Some(listen),
-            Some(control),
-            Some(kme),
-            Some(certificates),
-            Some(keys),
-            Some(upstream),
-            Some(audit),
-        ) => Ok(LbConfig {
-            node_id,
-            listen,
-            control,
-            kme,
-            certificates,
-            keys,
-            upstream,
-            audit,
-            backends,
-        }),
+        (Some(listen), Some(control), Some(kme), Some(certificates), Some(keys), Some(upstream), Some(audit)) => {
+            Ok(LbConfig {
+                node_id,
+                listen,
+                control,
+                kme,
+                certificates,
+                keys,
+                upstream,
+                audit,
+                admin: admin.flatten(),
+                balance,
+                geo,
+                backends,
+            })
+        }
         _ => Err(ConfigErrors(vec![qmeta_config::ConfigError {
             file: String::new(),
             key: String::new(),
@@ -184,12 +213,26 @@ fn listen(s: &Section) -> Option<ListenConfig> {
     let address = s.socket_addr("address");
     let cert = s.path("cert", true);
     let key = s.path("key", true);
-    let alpn = s
-        .opt_strings("alpn")
-        .unwrap_or_else(|| vec!["http/1.1".into()]);
-    let handshake_timeout = s
-        .opt_duration("handshake_timeout")
-        .unwrap_or(Duration::from_secs(10));
+    let alpn = s.opt_strings("alpn").unwrap_or_else(|| vec!["http/1.1".into()]);
+    let handshake_timeout = s.opt_duration("handshake_timeout").unwrap_or(Duration::from_secs(10));
+    let proxy_protocol = s.bool_or("proxy_protocol", false);
+    let trusted_proxies = match s.opt_strings("trusted_proxies") {
+        Some(list) => match qmeta_proxyproto::TrustedPeers::parse(&list) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                s.error("trusted_proxies", e);
+                None
+            }
+        },
+        None => None,
+    };
+    if proxy_protocol && !s.has("trusted_proxies") {
+        s.error(
+            "trusted_proxies",
+            "required when proxy_protocol = true (PROXY headers are only taken from trusted peers)",
+        );
+    }
+    let max_connections = s.opt_int("max_connections", 1..=1_000_000).unwrap_or(10_000) as usize;
     s.deny_unknown();
     Some(ListenConfig {
         address: address?,
@@ -197,19 +240,17 @@ fn listen(s: &Section) -> Option<ListenConfig> {
         key: key?,
         alpn,
         handshake_timeout,
+        proxy_protocol,
+        trusted_proxies,
+        max_connections,
     })
 }
 
 fn control(s: &Section) -> Option<ControlConfig> {
     let address = s.socket_addr("address");
-    let max_clock_skew = s
-        .opt_duration("max_clock_skew")
-        .unwrap_or(Duration::from_secs(30));
+    let max_clock_skew = s.opt_duration("max_clock_skew").unwrap_or(Duration::from_secs(30));
     s.deny_unknown();
-    Some(ControlConfig {
-        address: address?,
-        max_clock_skew,
-    })
+    Some(ControlConfig { address: address?, max_clock_skew })
 }
 
 /// The `[kme]` table shared by the LB, the agent and the sample backend.
@@ -217,10 +258,7 @@ pub fn kme(s: &Section) -> Option<KmeConfig> {
     let url = s.str("url");
     if let Some(u) = &url {
         if !u.starts_with("https://") {
-            s.error(
-                "url",
-                format!("{u:?} must be an https:// URL (ETSI GS QKD 014 requires TLS)"),
-            );
+            s.error("url", format!("{u:?} must be an https:// URL (ETSI GS QKD 014 requires TLS)"));
         }
     }
     let kme_id = s.str("kme_id");
@@ -229,22 +267,13 @@ pub fn kme(s: &Section) -> Option<KmeConfig> {
     let key = s.path("key", true);
     let timeout = s.opt_duration("timeout").unwrap_or(Duration::from_secs(5));
     s.deny_unknown();
-    Some(KmeConfig {
-        url: url?,
-        kme_id: kme_id?,
-        ca: ca?,
-        cert: cert?,
-        key: key?,
-        timeout,
-    })
+    Some(KmeConfig { url: url?, kme_id: kme_id?, ca: ca?, cert: cert?, key: key?, timeout })
 }
 
 fn certificates(s: &Section) -> Option<CertConfig> {
     let ca_cert = s.path("ca_cert", true);
     let ca_key = s.path("ca_key", true);
-    let validity = s
-        .opt_duration("validity")
-        .unwrap_or(Duration::from_secs(300));
+    let validity = s.opt_duration("validity").unwrap_or(Duration::from_secs(300));
     if validity < Duration::from_secs(10) || validity > Duration::from_secs(24 * 3600) {
         s.error("validity", "must be between 10s and 24h");
     }
@@ -252,35 +281,21 @@ fn certificates(s: &Section) -> Option<CertConfig> {
         None | Some("p256") => qmeta_cert::LeafAlg::P256,
         Some("ed25519") => qmeta_cert::LeafAlg::Ed25519,
         Some(other) => {
-            s.error(
-                "leaf_alg",
-                format!("{other:?} is not one of \"p256\", \"ed25519\""),
-            );
+            s.error("leaf_alg", format!("{other:?} is not one of \"p256\", \"ed25519\""));
             qmeta_cert::LeafAlg::P256
         }
     };
     s.deny_unknown();
-    Some(CertConfig {
-        ca_cert: ca_cert?,
-        ca_key: ca_key?,
-        validity,
-        leaf_alg,
-    })
+    Some(CertConfig { ca_cert: ca_cert?, ca_key: ca_key?, validity, leaf_alg })
 }
 
 fn keys(s: Option<Section>) -> Option<KeyConfig> {
     let Some(s) = s else {
-        return Some(KeyConfig {
-            rotation: MAX_ROTATION,
-            grace: Duration::from_secs(30),
-        });
+        return Some(KeyConfig { rotation: MAX_ROTATION, grace: Duration::from_secs(30) });
     };
     let rotation = s.opt_duration("rotation").unwrap_or(MAX_ROTATION);
     if rotation > MAX_ROTATION || rotation < Duration::from_millis(100) {
-        s.error(
-            "rotation",
-            "must be between 100ms and 60s: QKD metadata keys are replaced at least every minute",
-        );
+        s.error("rotation", "must be between 100ms and 60s: QKD metadata keys are replaced at least every minute");
     }
     let grace = s.opt_duration("grace").unwrap_or(Duration::from_secs(30));
     if grace > Duration::from_secs(300) {
@@ -300,32 +315,18 @@ fn keys(s: Option<Section>) -> Option<KeyConfig> {
 
 fn upstream(s: &Section) -> Option<UpstreamConfig> {
     let ca = s.path("ca", true);
-    let connect_timeout = s
-        .opt_duration("connect_timeout")
-        .unwrap_or(Duration::from_secs(3));
-    let idle_timeout = s
-        .opt_duration("idle_timeout")
-        .unwrap_or(Duration::from_secs(300));
+    let connect_timeout = s.opt_duration("connect_timeout").unwrap_or(Duration::from_secs(3));
+    let idle_timeout = s.opt_duration("idle_timeout").unwrap_or(Duration::from_secs(300));
     s.deny_unknown();
-    Some(UpstreamConfig {
-        ca: ca?,
-        connect_timeout,
-        idle_timeout,
-    })
+    Some(UpstreamConfig { ca: ca?, connect_timeout, idle_timeout })
 }
 
 fn audit(s: &Section) -> Option<AuditConfig> {
     let path = s.path("path", false);
-    let fsync_interval = s
-        .opt_duration("fsync_interval")
-        .unwrap_or(Duration::from_millis(100));
+    let fsync_interval = s.opt_duration("fsync_interval").unwrap_or(Duration::from_millis(100));
     let max_file_bytes = s.opt_int("max_file_bytes", 0..=i64::MAX).unwrap_or(0) as u64;
     s.deny_unknown();
-    Some(AuditConfig {
-        path: path?,
-        fsync_interval,
-        max_file_bytes,
-    })
+    Some(AuditConfig { path: path?, fsync_interval, max_file_bytes })
 }
 
 fn field_set(s: &Section, key: &str, default: FieldSet) -> FieldSet {
@@ -349,21 +350,15 @@ fn backend(s: &Section) -> Option<BackendConfig> {
     let address = s.socket_addr("address");
     let server_name = s.opt_str("server_name").or_else(|| name.clone());
     let sae_id = s.str("sae_id");
-    let default_fields = field_set(
-        s,
-        "default_fields",
-        [FieldId::SRC_IP, FieldId::TIMESTAMP].into_iter().collect(),
-    );
+    let weight = s.opt_int("weight", 1..=256).unwrap_or(1) as u32;
+    let default_fields = field_set(s, "default_fields", [FieldId::SRC_IP, FieldId::TIMESTAMP].into_iter().collect());
     let allowed_fields = field_set(s, "allowed_fields", FieldId::known().collect());
     for f in default_fields.difference(&allowed_fields).iter() {
         s.error("default_fields", format!("{f} is not in allowed_fields"));
     }
     if let Some(n) = &server_name {
         if rustls_pki_types::ServerName::try_from(n.as_str()).is_err() {
-            s.error(
-                "server_name",
-                format!("{n:?} is not a valid DNS name or IP address"),
-            );
+            s.error("server_name", format!("{n:?} is not a valid DNS name or IP address"));
         }
     }
     s.deny_unknown();
@@ -374,5 +369,6 @@ fn backend(s: &Section) -> Option<BackendConfig> {
         sae_id: sae_id?,
         default_fields,
         allowed_fields,
+        weight,
     })
 }

@@ -19,11 +19,7 @@ const DMCP_KEY_BITS: u32 = 512;
 /// A partial frame must complete within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -60,6 +56,7 @@ async fn session(shared: &Shared, mut tcp: TcpStream, peer: SocketAddr) -> std::
                 }
                 Ok(None) => break,
                 Err(err) => {
+                    shared.metrics.dmcp_unparsable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(%peer, "DMCP frame rejected: {err}");
                     audit(
                         shared,
@@ -123,11 +120,7 @@ async fn audit_truncated(shared: &Shared, peer: SocketAddr, reason: &str) {
     .await;
 }
 
-async fn handle(
-    shared: &Shared,
-    incoming: qmeta_dmcp::Incoming,
-    peer: SocketAddr,
-) -> std::io::Result<Vec<u8>> {
+async fn handle(shared: &Shared, incoming: qmeta_dmcp::Incoming, peer: SocketAddr) -> std::io::Result<Vec<u8>> {
     let sender = incoming.sender().to_string();
     let Some(&idx) = shared.by_sae.get(&sender) else {
         let reason = format!("unknown sender SAE {sender:?}");
@@ -147,10 +140,7 @@ async fn handle(
             },
         )
         .await;
-        return Ok(qmeta_dmcp::reject_unparsable(
-            &qmeta_dmcp::FrameError::UnknownSender,
-            unix_ms(),
-        ));
+        return Ok(qmeta_dmcp::reject_unparsable(&qmeta_dmcp::FrameError::UnknownSender, unix_ms()));
     };
     let backend = &shared.backends[idx];
     // The one-time key: the KME hands it out once, and only to us as the
@@ -161,10 +151,7 @@ async fn handle(
             Ok(mut keys) if keys.len() == 1 => {
                 let k = keys.remove(0);
                 if k.bytes.len() * 8 != DMCP_KEY_BITS as usize {
-                    key_error = Some(format!(
-                        "DMCP key {id} has {} bits, expected {DMCP_KEY_BITS}",
-                        k.bytes.len() * 8
-                    ));
+                    key_error = Some(format!("DMCP key {id} has {} bits, expected {DMCP_KEY_BITS}", k.bytes.len() * 8));
                     None
                 } else {
                     Some(k)
@@ -180,14 +167,10 @@ async fn handle(
     };
     let handled = {
         let mut ep = backend.endpoint.lock().unwrap_or_else(|e| e.into_inner());
-        ep.handle(
-            incoming,
-            key.as_ref().map(|k| &k.bytes[..]),
-            unix_ms(),
-            rand::random(),
-        )
+        ep.handle(incoming, key.as_ref().map(|k| &k.bytes[..]), unix_ms(), rand::random())
     };
     let o = handled.outcome;
+    remember(shared, &backend.cfg.name, &o);
     let reason = match (&o.reason, key_error) {
         (Some(r), Some(k)) => Some(format!("{r} ({k})")),
         (r, k) => r.clone().or(k),
@@ -208,10 +191,7 @@ async fn handle(
             accepted: o.accepted,
             reason,
             state_version: Some(o.version),
-            drawn: o
-                .drawn
-                .as_ref()
-                .map(|d| d.iter().map(|f| f.get()).collect()),
+            drawn: o.drawn.as_ref().map(|d| d.iter().map(|f| f.get()).collect()),
         })
         .await;
     if let Err(e) = durable {
@@ -222,6 +202,27 @@ async fn handle(
     Ok(handled.reply)
 }
 
+/// Counts the outcome and keeps it for the admin API's recent list.
+fn remember(shared: &Shared, backend: &str, o: &qmeta_dmcp::Outcome) {
+    let counter = if o.accepted { &shared.metrics.dmcp_accepted } else { &shared.metrics.dmcp_rejected };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let entry = serde_json::json!({
+        "at_unix_ms": unix_ms(),
+        "backend": backend,
+        "sender": o.sender,
+        "command": o.command,
+        "accepted": o.accepted,
+        "reason": o.reason,
+        "state_version": o.version,
+        "drawn": o.drawn.as_ref().map(|d| d.names()),
+    });
+    let mut recent = shared.recent_dmcp.lock().unwrap_or_else(|e| e.into_inner());
+    if recent.len() >= crate::admin::RECENT_DMCP {
+        recent.pop_front();
+    }
+    recent.push_back(entry);
+}
+
 async fn audit(shared: &Shared, rec: Record) {
     if let Err(e) = shared.audit.record_durable(rec).await {
         tracing::error!("audit log: {e}");
@@ -229,8 +230,5 @@ async fn audit(shared: &Shared, rec: Record) {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

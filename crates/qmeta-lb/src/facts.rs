@@ -3,6 +3,7 @@
 
 use qmeta_fields::{FieldId, FieldSet, FieldValue};
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 /// What the LB learnt about a client connection during accept and the TLS
 /// handshake. Values are metadata: never logged.
@@ -15,6 +16,15 @@ pub(crate) struct ConnFacts {
     pub tls_version: Option<u16>,
     pub cipher_suite: Option<u16>,
     pub conn_id: u64,
+    /// JA4 / JA3 of the raw ClientHello, when it could be parsed.
+    pub ja4: Option<String>,
+    pub ja3: Option<String>,
+    /// "client via proxy" when a trusted PROXY header named the client.
+    pub proxied_for: Option<String>,
+    /// The geolocation databases, when configured; looked up at most once
+    /// per connection, and only when a backend asks for a geo field.
+    pub geo: Option<Arc<qmeta_geo::Geo>>,
+    pub geo_info: OnceLock<qmeta_geo::GeoInfo>,
 }
 
 impl ConnFacts {
@@ -22,9 +32,7 @@ impl ConnFacts {
     /// Fields the LB cannot fill (e.g. SNI when the client sent none, or
     /// fields produced by features not enabled) are left out.
     pub fn values(&self, set: &FieldSet, node_id: &str) -> Vec<(FieldId, FieldValue)> {
-        set.iter()
-            .filter_map(|f| self.value(f, node_id).map(|v| (f, v)))
-            .collect()
+        set.iter().filter_map(|f| self.value(f, node_id).map(|v| (f, v))).collect()
     }
 
     fn value(&self, f: FieldId, node_id: &str) -> Option<FieldValue> {
@@ -40,6 +48,14 @@ impl ConnFacts {
             FieldId::CIPHER_SUITE => FieldValue::U16(self.cipher_suite?),
             FieldId::CONNECTION_ID => FieldValue::U64(self.conn_id),
             FieldId::LB_NODE_ID => FieldValue::Text(node_id.to_string()),
+            FieldId::JA4 => FieldValue::Text(self.ja4.clone()?),
+            FieldId::JA3 => FieldValue::Text(self.ja3.clone()?),
+            FieldId::PROXIED_FOR => FieldValue::Text(self.proxied_for.clone()?),
+            FieldId::GEO_COUNTRY | FieldId::GEO_REGION | FieldId::GEO_CITY | FieldId::GEO_ASN => {
+                let geo = self.geo.as_ref()?;
+                let info = self.geo_info.get_or_init(|| geo.lookup(self.peer.ip().to_canonical()));
+                return info.fields().into_iter().find(|(id, _)| *id == f).map(|(_, v)| v);
+            }
             _ => return None,
         })
     }
@@ -59,30 +75,66 @@ mod tests {
             tls_version: Some(0x0304),
             cipher_suite: Some(0x1301),
             conn_id: 7,
+            ja4: None,
+            ja3: None,
+            proxied_for: None,
+            geo: None,
+            geo_info: OnceLock::new(),
         }
     }
 
     #[test]
     fn fills_requested_fields_only() {
-        let set: FieldSet = [
-            FieldId::SRC_IP,
-            FieldId::SNI,
-            FieldId::ALPN,
-            FieldId::LB_NODE_ID,
-        ]
-        .into_iter()
-        .collect();
+        let set: FieldSet = [FieldId::SRC_IP, FieldId::SNI, FieldId::ALPN, FieldId::LB_NODE_ID].into_iter().collect();
         let v = facts().values(&set, "lb-1");
         assert_eq!(
             v,
             vec![
-                (
-                    FieldId::SRC_IP,
-                    FieldValue::Ip("192.0.2.9".parse().unwrap())
-                ),
+                (FieldId::SRC_IP, FieldValue::Ip("192.0.2.9".parse().unwrap())),
                 (FieldId::SNI, FieldValue::Text("example.com".into())),
                 (FieldId::LB_NODE_ID, FieldValue::Text("lb-1".into())),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod geo_tests {
+    use super::*;
+
+    #[test]
+    fn geo_fields_come_from_the_database_and_loopback_is_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let city = dir.path().join("city.mmdb");
+        let asn = dir.path().join("asn.mmdb");
+        std::fs::write(&city, qmeta_geo::testdb::sample_city_db()).unwrap();
+        std::fs::write(&asn, qmeta_geo::testdb::sample_asn_db()).unwrap();
+        let geo =
+            Arc::new(qmeta_geo::Geo::open(&qmeta_geo::GeoConfig { city_db: Some(city), asn_db: Some(asn) }).unwrap());
+        let set: FieldSet = [FieldId::GEO_COUNTRY, FieldId::GEO_ASN].into_iter().collect();
+        let facts = |peer: &str| ConnFacts {
+            peer: peer.parse().unwrap(),
+            local: "127.0.0.1:8443".parse().unwrap(),
+            accepted_unix_ms: 0,
+            sni: None,
+            alpn: None,
+            tls_version: None,
+            cipher_suite: None,
+            conn_id: 1,
+            ja4: None,
+            ja3: None,
+            proxied_for: None,
+            geo: Some(geo.clone()),
+            geo_info: OnceLock::new(),
+        };
+        let v = facts("127.0.0.1:5000").values(&set, "lb");
+        assert_eq!(v, vec![(FieldId::GEO_COUNTRY, FieldValue::Text("reserved".into()))]);
+        // Whatever the sample database says for a public address, it comes from the database.
+        let public = qmeta_geo::testdb::sample_city_records()[0].0.addr();
+        let expected = geo.lookup(public).fields();
+        let got = facts(&std::net::SocketAddr::new(public, 1).to_string()).values(&set, "lb");
+        let want: Vec<_> = expected.into_iter().filter(|(f, _)| set.contains(*f)).collect();
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
     }
 }

@@ -16,11 +16,16 @@
 //! Call order: [`config::load`] → [`Lb::start`] → ... → [`Lb::shutdown`].
 #![forbid(unsafe_code)]
 
+mod admin;
+mod balance;
 pub mod config;
 mod control;
 mod facts;
+mod metrics;
 mod mint;
+mod preamble;
 mod proxy;
+mod rewind;
 mod runtime;
 
 pub use runtime::Lb;

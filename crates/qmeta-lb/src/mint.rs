@@ -32,23 +32,14 @@ pub(crate) struct Minter {
 }
 
 impl Minter {
-    pub fn new(
-        issuer: Issuer,
-        alg: LeafAlg,
-        upstream_ca: &std::path::Path,
-    ) -> anyhow::Result<Minter> {
+    pub fn new(issuer: Issuer, alg: LeafAlg, upstream_ca: &std::path::Path) -> anyhow::Result<Minter> {
         let roots = qmeta_pki::root_store(upstream_ca)?;
         let mut base = ClientConfig::builder_with_provider(qmeta_pki::provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_client_cert_resolver(Arc::new(NoCert));
         base.resumption = Resumption::disabled();
-        Ok(Minter {
-            issuer,
-            alg,
-            leaf: RwLock::new(Arc::new(new_leaf(alg)?)),
-            base,
-        })
+        Ok(Minter { issuer, alg, leaf: RwLock::new(Arc::new(new_leaf(alg)?)), base })
     }
 
     /// The current leaf key (rotated every [`LEAF_LIFETIME`]).
@@ -70,10 +61,7 @@ impl Minter {
     ) -> anyhow::Result<(qmeta_cert::Minted, Arc<ClientConfig>)> {
         let leaf = self.leaf()?;
         let minted = qmeta_cert::mint(&self.issuer, &leaf.key, req)?;
-        let certified = CertifiedKey::new(
-            vec![CertificateDer::from(minted.der.clone())],
-            leaf.signer.clone(),
-        );
+        let certified = CertifiedKey::new(vec![CertificateDer::from(minted.der.clone())], leaf.signer.clone());
         let mut cfg = self.base.clone();
         cfg.client_auth_cert_resolver = Arc::new(OneCert(Arc::new(certified)));
         cfg.alpn_protocols = alpn.map(|p| vec![p.to_vec()]).unwrap_or_default();
@@ -85,11 +73,7 @@ fn new_leaf(alg: LeafAlg) -> anyhow::Result<Leaf> {
     let key = LeafKey::generate(alg)?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
     let signer = qmeta_pki::provider().key_provider.load_private_key(der)?;
-    Ok(Leaf {
-        key,
-        signer,
-        born: Instant::now(),
-    })
+    Ok(Leaf { key, signer, born: Instant::now() })
 }
 
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! The connection path: accept, terminate TLS, pick a backend, mint,
 //! connect with mTLS, copy bytes both ways.
 
+use crate::balance::Candidate;
 use crate::facts::ConnFacts;
 use crate::runtime::{Backend, Shared};
 use qmeta_audit::Record;
@@ -14,12 +15,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(shared.cfg.listen.max_connections));
     loop {
+        // At max_connections, stop accepting: new clients wait in the
+        // kernel's backlog, as with HAProxy's maxconn.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
@@ -27,7 +34,10 @@ pub(crate) async fn serve(
         match accepted {
             Ok((tcp, peer)) => {
                 let shared = shared.clone();
-                tokio::spawn(async move { handle(shared, tcp, peer).await });
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    handle(shared, tcp, peer).await
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -46,51 +56,88 @@ enum Refused {
     Fatal(String),
 }
 
-async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
     let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
     let accepted_unix_ms = unix_ms();
     let _ = tcp.set_nodelay(true);
     let local = match tcp.local_addr() {
         Ok(a) => a,
         Err(_) => return,
     };
-    let handshake = tokio::time::timeout(
-        shared.cfg.listen.handshake_timeout,
-        shared.acceptor.accept(tcp),
-    )
-    .await;
+    let listen = &shared.cfg.listen;
+    if listen.proxy_protocol && !listen.trusted_proxies.as_ref().is_some_and(|t| t.contains(peer.ip())) {
+        // Never parse a PROXY header (or anything) from an untrusted peer.
+        tracing::warn!(conn_id, %peer, "refused: this listener expects a PROXY protocol header and the peer is not in trusted_proxies");
+        return;
+    }
+    // One deadline for the PROXY header, the ClientHello and the handshake:
+    // a slow client cannot hold a handshake slot longer than this.
+    let deadline = tokio::time::Instant::now() + listen.handshake_timeout;
+    let preamble = match tokio::time::timeout_at(deadline, crate::preamble::read(&mut tcp, listen.proxy_protocol)).await
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(conn_id, %peer, "client dropped before TLS: {e}");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(conn_id, %peer, "client TLS handshake timed out");
+            return;
+        }
+    };
+    let (client_addr, local, proxied_for) = match &preamble.proxy {
+        Some(h) => (h.client(peer), h.destination.unwrap_or(local), h.proxied_for(peer)),
+        None => (peer, local, None),
+    };
+    let stream = crate::rewind::Rewind::new(preamble.replay, tcp);
+    let handshake = tokio::time::timeout_at(deadline, shared.acceptor.accept(stream)).await;
     let client = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
+            shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
             tracing::info!(conn_id, %peer, "client TLS handshake failed: {e}");
             return;
         }
         Err(_) => {
+            shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
             tracing::info!(conn_id, %peer, "client TLS handshake timed out");
             return;
         }
     };
     let (_, conn) = client.get_ref();
     let facts = ConnFacts {
-        peer,
+        peer: client_addr,
         local,
         accepted_unix_ms,
         sni: conn.server_name().map(str::to_string),
-        alpn: conn
-            .alpn_protocol()
-            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        alpn: conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
         tls_version: conn.protocol_version().map(u16::from),
         cipher_suite: conn.negotiated_cipher_suite().map(|s| u16::from(s.suite())),
         conn_id,
+        ja4: preamble.hello.as_ref().map(|h| h.ja4()),
+        ja3: preamble.hello.as_ref().map(|h| h.ja3()),
+        proxied_for,
+        geo: shared.geo.clone(),
+        geo_info: Default::default(),
     };
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
 
-    let n = shared.backends.len();
-    let start = shared.next.fetch_add(1, Ordering::Relaxed);
+    let candidates: Vec<Candidate> = shared
+        .backends
+        .iter()
+        .map(|b| Candidate {
+            weight: b.cfg.weight,
+            active: b.metrics.active.load(Ordering::Relaxed),
+            healthy: b.metrics.healthy.load(Ordering::Relaxed) == 1,
+        })
+        .collect();
     let mut reasons = Vec::new();
     let mut upstream = None;
-    for i in 0..n {
-        let backend = &shared.backends[(start + i) % n];
+    for i in shared.balancer.order(peer.ip().to_canonical(), &candidates) {
+        let backend = &shared.backends[i];
         match connect(&shared, backend, &facts, alpn.as_deref()).await {
             Ok(s) => {
                 upstream = Some((backend, s));
@@ -108,23 +155,24 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     }
     let Some((backend, up)) = upstream else {
         let reason = reasons.join("; ");
+        shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
         tracing::error!(conn_id, %peer, "connection refused: no backend usable ({reason})");
-        let _ = shared.audit.record(Record::ConnectionRefused {
-            conn_id,
-            backend: None,
-            reason,
-        });
+        let _ = shared.audit.record(Record::ConnectionRefused { conn_id, backend: None, reason });
         let mut client = client;
         let _ = client.shutdown().await;
         return;
     };
     tracing::debug!(conn_id, backend = %backend.cfg.name, "proxying");
+    backend.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    backend.metrics.active.fetch_add(1, Ordering::Relaxed);
     if let Err(e) = pipe(client, up, shared.cfg.upstream.idle_timeout).await {
         tracing::debug!(conn_id, "connection ended: {e}");
     }
+    backend.metrics.active.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Mints a certificate for `backend` and connects to it with mTLS.
+/// Connects to `backend`, mints a certificate for it and completes the
+/// upstream mTLS handshake presenting that certificate.
 async fn connect(
     shared: &Shared,
     backend: &Backend,
@@ -136,13 +184,18 @@ async fn connect(
         .ring
         .current(name, Instant::now())
         .ok_or_else(|| Refused::Retry("no valid QKD key (fail closed)".into()))?;
+    let timeout = shared.cfg.upstream.connect_timeout;
+    let addr = backend.cfg.address;
+    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(backend_failed(backend, format!("connect {addr}: {e}"))),
+        Err(_) => return Err(backend_failed(backend, format!("connect {addr}: timed out"))),
+    };
+    let _ = tcp.set_nodelay(true);
     let (fields, version) = {
         let ep = backend.endpoint.lock().unwrap_or_else(|e| e.into_inner());
         let state = ep.state();
-        (
-            state.fields_for(facts.sni.as_deref()).clone(),
-            state.version(),
-        )
+        (state.fields_for(facts.sni.as_deref()).clone(), state.version())
     };
     let values = facts.values(&fields, &shared.cfg.node_id);
     let serial: [u8; 16] = rand::random();
@@ -157,10 +210,10 @@ async fn connect(
         state_version: version,
         fields: &values,
     };
-    let (minted, tls_cfg) = shared
-        .minter
-        .mint(&req, alpn)
-        .map_err(|e| Refused::Fatal(format!("minting failed: {e}")))?;
+    let started = Instant::now();
+    let (minted, tls_cfg) =
+        shared.minter.mint(&req, alpn).map_err(|e| Refused::Fatal(format!("minting failed: {e}")))?;
+    shared.metrics.mint.observe(started.elapsed());
     // Fail closed: a certificate that is not on record is never presented.
     shared
         .audit
@@ -174,52 +227,33 @@ async fn connect(
             conn_id: facts.conn_id,
         })
         .map_err(|e| {
-            Refused::Fatal(format!(
-                "audit log unavailable ({e}): not issuing certificates"
-            ))
+            shared.metrics.audit_errors.fetch_add(1, Ordering::Relaxed);
+            Refused::Fatal(format!("audit log unavailable ({e}): not issuing certificates"))
         })?;
-    let timeout = shared.cfg.upstream.connect_timeout;
-    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(backend.cfg.address)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            return Err(Refused::Retry(format!(
-                "connect {}: {e}",
-                backend.cfg.address
-            )))
-        }
-        Err(_) => {
-            return Err(Refused::Retry(format!(
-                "connect {}: timed out",
-                backend.cfg.address
-            )))
-        }
-    };
-    let _ = tcp.set_nodelay(true);
+    backend.metrics.certificates.fetch_add(1, Ordering::Relaxed);
     let server_name = rustls_pki_types::ServerName::try_from(backend.cfg.server_name.clone())
         .map_err(|e| Refused::Retry(format!("server name: {e}")))?;
-    match tokio::time::timeout(
-        timeout,
-        TlsConnector::from(tls_cfg).connect(server_name, tcp),
-    )
-    .await
-    {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(Refused::Retry(format!(
-            "TLS to {}: {e}",
-            backend.cfg.address
-        ))),
-        Err(_) => Err(Refused::Retry(format!(
-            "TLS to {}: timed out",
-            backend.cfg.address
-        ))),
+    let tls = TlsConnector::from(tls_cfg).connect(server_name, tcp);
+    match tokio::time::timeout(timeout, tls).await {
+        Ok(Ok(s)) => {
+            backend.metrics.healthy.store(1, Ordering::Relaxed);
+            Ok(s)
+        }
+        Ok(Err(e)) => Err(backend_failed(backend, format!("TLS to {addr}: {e}"))),
+        Err(_) => Err(backend_failed(backend, format!("TLS to {addr}: timed out"))),
     }
 }
 
+/// Passive health: a failed connect marks the backend down until a
+/// connection to it succeeds again.
+fn backend_failed(backend: &Backend, reason: String) -> Refused {
+    backend.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
+    backend.metrics.healthy.store(0, Ordering::Relaxed);
+    Refused::Retry(reason)
+}
+
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Copies both ways until both sides are done, or nothing moved for `idle`.
@@ -233,10 +267,7 @@ where
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
     let copy = async {
-        tokio::try_join!(
-            copy_half(&mut ar, &mut bw, &last, start),
-            copy_half(&mut br, &mut aw, &last, start)
-        )
+        tokio::try_join!(copy_half(&mut ar, &mut bw, &last, start), copy_half(&mut br, &mut aw, &last, start))
     };
     let watchdog = async {
         loop {

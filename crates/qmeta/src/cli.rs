@@ -73,9 +73,7 @@ pub enum AuditCommand {
 pub fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("QMETA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cli.log_json {
         builder.json().init();
     } else {
@@ -85,11 +83,7 @@ pub fn init_logging(cli: &Cli) {
 
 /// Prints config errors and returns the config exit code.
 pub fn config_failed(errors: &ConfigErrors) -> i32 {
-    eprintln!(
-        "qmeta: invalid configuration ({} error{}):",
-        errors.len(),
-        if errors.len() == 1 { "" } else { "s" }
-    );
+    eprintln!("qmeta: invalid configuration ({} error{}):", errors.len(), if errors.len() == 1 { "" } else { "s" });
     for e in &errors.0 {
         eprintln!("  {e}");
     }
@@ -100,8 +94,7 @@ pub fn config_failed(errors: &ConfigErrors) -> i32 {
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
@@ -136,11 +129,7 @@ pub async fn run(cli: Cli) -> i32 {
                 Ok(lb) => lb,
                 Err(e) => return fatal(&e),
             };
-            println!(
-                "qmeta lb: listening on {} (DMCP on {})",
-                lb.addr(),
-                lb.control_addr()
-            );
+            println!("qmeta lb: listening on {} (DMCP on {})", lb.addr(), lb.control_addr());
             wait(shutdown_signal()).await;
             lb.shutdown().await;
             0
@@ -158,11 +147,7 @@ pub async fn run(cli: Cli) -> i32 {
                 Ok(p) => p,
                 Err(e) => return fatal(&e),
             };
-            println!(
-                "qmeta kme: site A on {}, site B on {}",
-                pair.addr_a(),
-                pair.addr_b()
-            );
+            println!("qmeta kme: site A on {}, site B on {}", pair.addr_a(), pair.addr_b());
             wait(shutdown_signal()).await;
             pair.shutdown().await;
             0
@@ -199,19 +184,12 @@ pub async fn run(cli: Cli) -> i32 {
             b.shutdown().await;
             0
         }
-        Command::Cert(CertCommand::Inspect {
-            file,
-            backend_config,
-        }) => crate::inspect::run(&file, backend_config.as_deref()).await,
+        Command::Cert(CertCommand::Inspect { file, backend_config }) => {
+            crate::inspect::run(&file, backend_config.as_deref()).await
+        }
         Command::Audit(AuditCommand::Verify { file }) => match qmeta_audit::verify_file(&file) {
             Ok(s) => {
-                println!(
-                    "{}: OK, {} records, head {} (seq {})",
-                    file.display(),
-                    s.records,
-                    s.head.hash,
-                    s.head.seq
-                );
+                println!("{}: OK, {} records, head {} (seq {})", file.display(), s.records, s.head.hash, s.head.seq);
                 0
             }
             Err(e) => {

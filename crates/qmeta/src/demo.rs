@@ -17,7 +17,7 @@ pub struct DemoArgs {
     pub state_dir: PathBuf,
     /// Port of the LB's client-facing listener; the other parts use the
     /// ports just below it (DMCP: port-3, KMEs: port-2 and port-1) and
-    /// above it (backends: port+1, port+2).
+    /// above it (backends: port+1, port+2, admin API: port+3).
     #[arg(long, default_value_t = 8443)]
     pub port: u16,
 }
@@ -32,6 +32,7 @@ pub struct Layout {
     pub kme_a_port: u16,
     pub kme_b_port: u16,
     pub backend_ports: [u16; 2],
+    pub admin_port: u16,
 }
 
 pub const LB_SAE: &str = "sae-lb-1";
@@ -39,10 +40,7 @@ pub const BACKENDS: [(&str, &str); 2] = [("app-a", "sae-app-a"), ("app-b", "sae-
 
 impl Layout {
     pub fn new(dir: &Path, lb_port: u16) -> anyhow::Result<Layout> {
-        anyhow::ensure!(
-            (4..=65533).contains(&lb_port),
-            "--port must be between 4 and 65533"
-        );
+        anyhow::ensure!((4..=65533).contains(&lb_port), "--port must be between 4 and 65533");
         let dir = std::path::absolute(dir).with_context(|| format!("{}", dir.display()))?;
         Ok(Layout {
             pki: dir.join("pki"),
@@ -52,6 +50,7 @@ impl Layout {
             kme_a_port: lb_port - 2,
             kme_b_port: lb_port - 1,
             backend_ports: [lb_port + 1, lb_port + 2],
+            admin_port: lb_port + 3,
         })
     }
 
@@ -92,11 +91,7 @@ pub fn credentials(l: &Layout) -> anyhow::Result<()> {
     Ca::load_or_generate(pki, "lb-ca", "qmeta LB metadata CA")?;
     // What clients of the LB trust.
     let front = Ca::load_or_generate(pki, "frontend-ca", "qmeta demo frontend CA")?;
-    issue(
-        &front,
-        "frontend",
-        Some(&["localhost", "api.localhost", "127.0.0.1", "::1"]),
-    )?;
+    issue(&front, "frontend", Some(&["localhost", "api.localhost", "127.0.0.1", "::1"]))?;
     // Backend server certificates: the LB verifies them.
     let back = Ca::load_or_generate(pki, "backend-ca", "qmeta demo backend CA")?;
     for (name, _) in BACKENDS {

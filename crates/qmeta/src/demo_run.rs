@@ -11,27 +11,20 @@ fn config_error(file: &str) -> impl Fn(qmeta_config::ConfigErrors) -> anyhow::Er
 }
 
 pub async fn run(l: &Layout) -> anyhow::Result<()> {
-    let kme_cfg =
-        qmeta_qkd::kme::load_config(&l.file("kme.toml")).map_err(config_error("kme.toml"))?;
-    let kmes = qmeta_qkd::kme::start_pair(kme_cfg)
-        .await
-        .context("starting the KME pair")?;
+    let kme_cfg = qmeta_qkd::kme::load_config(&l.file("kme.toml")).map_err(config_error("kme.toml"))?;
+    let kmes = qmeta_qkd::kme::start_pair(kme_cfg).await.context("starting the KME pair")?;
 
     let mut backends = Vec::new();
     for letter in ["a", "b"] {
         let file = format!("backend-{letter}.toml");
         let cfg = qmeta_sdk::sample::load_config(&l.file(&file)).map_err(config_error(&file))?;
         let name = cfg.name.clone();
-        let b = qmeta_sdk::sample::start(cfg)
-            .await
-            .with_context(|| format!("starting backend {name}"))?;
+        let b = qmeta_sdk::sample::start(cfg).await.with_context(|| format!("starting backend {name}"))?;
         backends.push((name, b));
     }
 
     let lb_cfg = qmeta_lb::config::load(&l.file("lb.toml")).map_err(config_error("lb.toml"))?;
-    let lb = qmeta_lb::Lb::start(lb_cfg)
-        .await
-        .context("starting the load balancer")?;
+    let lb = qmeta_lb::Lb::start(lb_cfg).await.context("starting the load balancer")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();
@@ -50,21 +43,13 @@ pub async fn run(l: &Layout) -> anyhow::Result<()> {
     let ca = l.frontend_ca();
     println!();
     println!("qmeta demo is running (state in {}).", l.dir.display());
-    println!(
-        "  load balancer  https://localhost:{}/   DMCP on {}",
-        lb.addr().port(),
-        lb.control_addr()
-    );
-    println!(
-        "  KME pair       site A https://{}  site B https://{}",
-        kmes.addr_a(),
-        kmes.addr_b()
-    );
+    println!("  load balancer  https://localhost:{}/   DMCP on {}", lb.addr().port(), lb.control_addr());
+    if let Some(admin) = lb.admin_addr() {
+        println!("  admin API      http://{admin}/metrics  http://{admin}/api/v1/backends");
+    }
+    println!("  KME pair       site A https://{}  site B https://{}", kmes.addr_a(), kmes.addr_b());
     for (name, b) in &backends {
-        println!(
-            "  backend        {name} on {} (requires the LB's client certificate)",
-            b.addr()
-        );
+        println!("  backend        {name} on {} (requires the LB's client certificate)", b.addr());
     }
     println!(
         "  agents         {} and {} — edit, then `kill -HUP {}` to apply",
@@ -76,11 +61,7 @@ pub async fn run(l: &Layout) -> anyhow::Result<()> {
     println!();
     println!("Trust this CA: {}", ca.display());
     println!("Try:");
-    println!(
-        "  curl --cacert {} https://localhost:{}/",
-        ca.display(),
-        lb.addr().port()
-    );
+    println!("  curl --cacert {} https://localhost:{}/", ca.display(), lb.addr().port());
     println!("  {} audit verify {}", exe(), l.file("audit.log").display());
     println!();
     println!("Press Ctrl-C to stop.");
@@ -112,14 +93,8 @@ async fn wait_for_agents(l: &Layout) {
     let started = std::time::SystemTime::now();
     while Instant::now() < deadline {
         let fresh = files.iter().all(|f| {
-            let recent = std::fs::metadata(f)
-                .and_then(|m| m.modified())
-                .map(|t| t >= started)
-                .unwrap_or(false);
-            recent
-                && std::fs::read_to_string(f)
-                    .map(|s| s.contains("\"connected\":true"))
-                    .unwrap_or(false)
+            let recent = std::fs::metadata(f).and_then(|m| m.modified()).map(|t| t >= started).unwrap_or(false);
+            recent && std::fs::read_to_string(f).map(|s| s.contains("\"connected\":true")).unwrap_or(false)
         });
         if fresh {
             return;

@@ -22,23 +22,9 @@ pub async fn run(file: &Path, backend_config: Option<&Path>) -> i32 {
     println!("format version:  {}", env.format_version);
     println!("QKD key id:      {}", env.key_id);
     println!("state version:   {}", env.state_version);
-    println!(
-        "valid:           {} .. {} (unix seconds)",
-        env.not_before, env.not_after
-    );
-    let ids: Vec<String> = env
-        .field_ids()
-        .iter()
-        .map(|f| format!("{f} ({})", f.get()))
-        .collect();
-    println!(
-        "fields:          {}",
-        if ids.is_empty() {
-            "(none)".into()
-        } else {
-            ids.join(", ")
-        }
-    );
+    println!("valid:           {} .. {} (unix seconds)", env.not_before, env.not_after);
+    let ids: Vec<String> = env.field_ids().iter().map(|f| format!("{f} ({})", f.get())).collect();
+    println!("fields:          {}", if ids.is_empty() { "(none)".into() } else { ids.join(", ") });
     if !env.dropped.is_empty() {
         let d: Vec<String> = env.dropped.iter().map(|f| f.name()).collect();
         println!("dropped (size):  {}", d.join(", "));

@@ -11,10 +11,7 @@ use std::time::Duration;
 /// (master = the LB's SAE, slave = app-a's SAE), and writes it as PEM.
 fn mint_for_app_a(d: &Deployment) -> std::path::PathBuf {
     qmeta_pki::install_provider();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let kme = KmeClient::new(KmeClientConfig {
         url: format!("https://127.0.0.1:{}", d.port - 2),
         kme_id: "kme-a".into(),
@@ -24,10 +21,7 @@ fn mint_for_app_a(d: &Deployment) -> std::path::PathBuf {
         timeout: Duration::from_secs(5),
     })
     .unwrap();
-    let key = rt
-        .block_on(kme.enc_keys("sae-app-a", 1, 256))
-        .unwrap()
-        .remove(0);
+    let key = rt.block_on(kme.enc_keys("sae-app-a", 1, 256)).unwrap().remove(0);
     let issuer = qmeta_cert::Issuer::from_pem(
         &std::fs::read_to_string(d.pki("lb-ca.crt")).unwrap(),
         &std::fs::read_to_string(d.pki("lb-ca.key")).unwrap(),
@@ -35,10 +29,7 @@ fn mint_for_app_a(d: &Deployment) -> std::path::PathBuf {
     .unwrap();
     let leaf = qmeta_cert::LeafKey::generate(qmeta_cert::LeafAlg::P256).unwrap();
     let fields = vec![
-        (
-            FieldId::SRC_IP,
-            FieldValue::Ip("192.0.2.44".parse().unwrap()),
-        ),
+        (FieldId::SRC_IP, FieldValue::Ip("192.0.2.44".parse().unwrap())),
         (FieldId::SNI, FieldValue::Text("shop.example".into())),
     ];
     let minted = qmeta_cert::mint(
@@ -46,10 +37,7 @@ fn mint_for_app_a(d: &Deployment) -> std::path::PathBuf {
         &leaf,
         &qmeta_cert::MintRequest {
             serial: [7; 16],
-            now_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
+            now_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
             validity_secs: 300,
             subject_cn: "qmeta test",
             key_id: key.id,
@@ -59,10 +47,7 @@ fn mint_for_app_a(d: &Deployment) -> std::path::PathBuf {
         },
     )
     .unwrap();
-    let pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        base64_lines(&minted.der)
-    );
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64_lines(&minted.der));
     let path = d.path("minted.pem");
     std::fs::write(&path, pem).unwrap();
     path
@@ -71,11 +56,7 @@ fn mint_for_app_a(d: &Deployment) -> std::path::PathBuf {
 fn base64_lines(der: &[u8]) -> String {
     use base64::Engine;
     let b = base64::engine::general_purpose::STANDARD.encode(der);
-    b.as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n")
+    b.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -84,23 +65,12 @@ fn cert_inspect_prints_and_decrypts() {
     let _kme = d.kme();
     let pem = mint_for_app_a(&d);
 
-    let out = Command::new(BIN)
-        .args(["cert", "inspect"])
-        .arg(&pem)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(BIN).args(["cert", "inspect"]).arg(&pem).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("state version:   3"), "{text}");
     assert!(text.contains("src_ip (1), sni (6)"), "{text}");
-    assert!(
-        !text.contains("shop.example"),
-        "values stay encrypted without the key: {text}"
-    );
+    assert!(!text.contains("shop.example"), "values stay encrypted without the key: {text}");
 
     let out = Command::new(BIN)
         .args(["cert", "inspect"])
@@ -109,16 +79,9 @@ fn cert_inspect_prints_and_decrypts() {
         .arg(d.path("backend-a.toml"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("192.0.2.44") && text.contains("shop.example"),
-        "{text}"
-    );
+    assert!(text.contains("192.0.2.44") && text.contains("shop.example"), "{text}");
 
     // openssl accepts the certificate for client authentication.
     let out = Command::new("openssl")
@@ -127,10 +90,7 @@ fn cert_inspect_prints_and_decrypts() {
         .arg(&pem)
         .output()
         .expect("openssl must be installed (.ci/run installs it)");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(": OK"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"), "{out:?}");
 }
 
 #[test]
@@ -142,16 +102,8 @@ fn audit_verify_names_the_first_bad_line() {
     }
     lb.stop();
     let log_path = d.path("audit.log");
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(&log_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(BIN).args(["audit", "verify"]).arg(&log_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&log_path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 5, "{text}");
@@ -160,11 +112,7 @@ fn audit_verify_names_the_first_bad_line() {
     let mut changed: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
     changed[2] = changed[2].replacen("\"seq\":", "\"seq\": ", 1);
     std::fs::write(&log_path, changed.join("\n") + "\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(&log_path)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["audit", "verify"]).arg(&log_path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3") || err.contains("line 4"), "{err}");
@@ -173,29 +121,15 @@ fn audit_verify_names_the_first_bad_line() {
     let mut removed: Vec<&str> = lines.clone();
     removed.remove(1);
     std::fs::write(&log_path, removed.join("\n") + "\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(&log_path)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["audit", "verify"]).arg(&log_path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("line 2"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{out:?}");
 
     // Swap two records.
     let mut swapped: Vec<&str> = lines.clone();
     swapped.swap(2, 3);
     std::fs::write(&log_path, swapped.join("\n") + "\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(&log_path)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["audit", "verify"]).arg(&log_path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("line 3"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"), "{out:?}");
 }

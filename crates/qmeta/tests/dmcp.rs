@@ -34,32 +34,18 @@ impl Agent {
         .unwrap();
         let tcp = TcpStream::connect(("127.0.0.1", d.port - 3)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        Agent {
-            rt,
-            kme,
-            session: ClientSession::new("sae-app-a".into()),
-            tcp,
-        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Agent { rt, kme, session: ClientSession::new("sae-app-a".into()), tcp }
     }
 
     fn key(&self) -> qmeta_qkd::Key {
-        self.rt
-            .block_on(self.kme.enc_keys(LB_SAE, 1, 512))
-            .unwrap()
-            .remove(0)
+        self.rt.block_on(self.kme.enc_keys(LB_SAE, 1, 512)).unwrap().remove(0)
     }
 
     /// A valid request frame and the key that authenticates it.
     fn frame(&mut self, cmd: &Command) -> (Vec<u8>, qmeta_qkd::Key) {
         let key = self.key();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
         (self.session.request(cmd, key.id, &key.bytes, now), key)
     }
 
@@ -109,93 +95,44 @@ fn fields_at_a(d: &Deployment, sni: &str) -> Vec<String> {
 fn commands_steer_the_next_certificate() {
     let d = Deployment::init();
     let (_kme, _a, _b, _lb) = d.start_core();
-    assert_eq!(
-        fields_at_a(&d, "localhost"),
-        ["src_ip", "timestamp"],
-        "the default set"
-    );
+    assert_eq!(fields_at_a(&d, "localhost"), ["src_ip", "timestamp"], "the default set");
     let mut agent = Agent::connect(&d);
 
-    let (v1, _) = acked(agent.send(Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    }));
+    let (v1, _) = acked(agent.send(Command::Include { scope: Scope::Backend, field: FieldId::SNI }));
     assert_eq!(fields_at_a(&d, "localhost"), ["sni", "src_ip", "timestamp"]);
     let (json, _) = https_get(&d, "localhost", "/");
     if json["backend"] == "app-a" {
         assert_eq!(fields(&json)["sni"], "localhost");
     }
 
-    let (v2, _) = acked(agent.send(Command::Exclude {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    }));
+    let (v2, _) = acked(agent.send(Command::Exclude { scope: Scope::Backend, field: FieldId::SNI }));
     assert!(v2 > v1);
     assert_eq!(fields_at_a(&d, "localhost"), ["src_ip", "timestamp"]);
 
-    acked(agent.send(Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::DST_PORT,
-    }));
-    acked(agent.send(Command::Reset {
-        scope: Scope::Backend,
-    }));
-    assert_eq!(
-        fields_at_a(&d, "localhost"),
-        ["src_ip", "timestamp"],
-        "RESET returns to the default set"
-    );
+    acked(agent.send(Command::Include { scope: Scope::Backend, field: FieldId::DST_PORT }));
+    acked(agent.send(Command::Reset { scope: Scope::Backend }));
+    assert_eq!(fields_at_a(&d, "localhost"), ["src_ip", "timestamp"], "RESET returns to the default set");
 
-    let from: FieldSet = [
-        FieldId::SNI,
-        FieldId::ALPN,
-        FieldId::DST_PORT,
-        FieldId::TLS_VERSION,
-    ]
-    .into_iter()
-    .collect();
-    let (_, drawn) = acked(agent.send(Command::Randomize {
-        scope: Scope::Backend,
-        from: from.clone(),
-    }));
+    let from: FieldSet = [FieldId::SNI, FieldId::ALPN, FieldId::DST_PORT, FieldId::TLS_VERSION].into_iter().collect();
+    let (_, drawn) = acked(agent.send(Command::Randomize { scope: Scope::Backend, from: from.clone() }));
     let drawn = drawn.expect("RANDOMIZE reports what it drew");
-    assert!(
-        drawn.iter().all(|f| from.contains(f)),
-        "drawn {drawn:?} outside {from:?}"
-    );
+    assert!(drawn.iter().all(|f| from.contains(f)), "drawn {drawn:?} outside {from:?}");
     let mut expected: Vec<String> = drawn.names();
     expected.extend(["src_ip".to_string(), "timestamp".to_string()]);
     expected.sort();
     assert_eq!(fields_at_a(&d, "localhost"), expected);
 
     // SNI scope: only connections with that SNI get the extra field.
-    acked(agent.send(Command::Reset {
-        scope: Scope::Backend,
-    }));
+    acked(agent.send(Command::Reset { scope: Scope::Backend }));
     let api = Scope::sni("api.localhost").unwrap();
-    acked(agent.send(Command::Include {
-        scope: api,
-        field: FieldId::CONNECTION_ID,
-    }));
+    acked(agent.send(Command::Include { scope: api, field: FieldId::CONNECTION_ID }));
     assert_eq!(fields_at_a(&d, "localhost"), ["src_ip", "timestamp"]);
-    assert_eq!(
-        fields_at_a(&d, "api.localhost"),
-        ["connection_id", "src_ip", "timestamp"]
-    );
+    assert_eq!(fields_at_a(&d, "api.localhost"), ["connection_id", "src_ip", "timestamp"]);
 
     // The audit log holds every command, accepted.
     let log = d.audit_log();
-    for cmd in [
-        "INCLUDE backend sni",
-        "EXCLUDE backend sni",
-        "RESET backend",
-        "RANDOMIZE backend",
-    ] {
-        assert!(
-            log.lines()
-                .any(|l| l.contains(cmd) && l.contains("\"accepted\":true")),
-            "{cmd} not audited:\n{log}"
-        );
+    for cmd in ["INCLUDE backend sni", "EXCLUDE backend sni", "RESET backend", "RANDOMIZE backend"] {
+        assert!(log.lines().any(|l| l.contains(cmd) && l.contains("\"accepted\":true")), "{cmd} not audited:\n{log}");
     }
 }
 
@@ -207,27 +144,17 @@ fn forged_replayed_and_truncated_frames_change_nothing() {
     let v0 = agent.version();
 
     // Bad tag.
-    let (mut bytes, key) = agent.frame(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    });
+    let (mut bytes, key) = agent.frame(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     match agent.send_raw(&bytes, &key) {
         Reply::Error { reason, .. } => assert!(reason.to_lowercase().contains("tag"), "{reason}"),
         other => panic!("forged frame accepted: {other:?}"),
     }
-    assert_eq!(
-        agent.version(),
-        v0,
-        "a forged frame must not change the state"
-    );
+    assert_eq!(agent.version(), v0, "a forged frame must not change the state");
 
     // Replay: the same valid frame twice.
-    let (bytes, key) = agent.frame(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::ALPN,
-    });
+    let (bytes, key) = agent.frame(&Command::Include { scope: Scope::Backend, field: FieldId::ALPN });
     let (v1, _) = acked(agent.send_raw(&bytes, &key));
     assert_eq!(v1, v0 + 1);
     let mut replayer = Agent::connect(&d);
@@ -235,21 +162,11 @@ fn forged_replayed_and_truncated_frames_change_nothing() {
     let mut buf = [0u8; 4096];
     let n = replayer.tcp.read(&mut buf).unwrap();
     assert!(n > 0, "the LB answers a replay with an error");
-    assert_eq!(
-        agent.version(),
-        v1,
-        "a replayed frame must not change the state"
-    );
-    assert_eq!(
-        fields_at_a(&d, "localhost"),
-        ["alpn", "src_ip", "timestamp"]
-    );
+    assert_eq!(agent.version(), v1, "a replayed frame must not change the state");
+    assert_eq!(fields_at_a(&d, "localhost"), ["alpn", "src_ip", "timestamp"]);
 
     // Truncated: half a frame, then the connection closes.
-    let (bytes, _key) = agent.frame(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    });
+    let (bytes, _key) = agent.frame(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     let mut t = TcpStream::connect(("127.0.0.1", d.port - 3)).unwrap();
     t.write_all(&bytes[..bytes.len() / 2]).unwrap();
     drop(t);
@@ -262,10 +179,7 @@ fn forged_replayed_and_truncated_frames_change_nothing() {
     g.write_all(b"HELLO I AM NOT DMCP\r\n\r\n").unwrap();
     let mut resp = Vec::new();
     let _ = g.read_to_end(&mut resp);
-    assert!(
-        !resp.is_empty(),
-        "garbage gets an (unauthenticated) error answer"
-    );
+    assert!(!resp.is_empty(), "garbage gets an (unauthenticated) error answer");
     assert_eq!(agent.version(), v1);
 
     let log = eventually("rejections audited", Duration::from_secs(5), || {

@@ -16,8 +16,7 @@ fn connections_across_rotations_all_decrypt() {
     let start = Instant::now();
     // Bounded: at most 200 connections or 8 seconds.
     while start.elapsed() < Duration::from_secs(8) && n < 200 {
-        let json = try_https_get(&d, "/")
-            .unwrap_or_else(|e| panic!("connection {n} failed: {e}\n{}", lb.logs()));
+        let json = try_https_get(&d, "/").unwrap_or_else(|e| panic!("connection {n} failed: {e}\n{}", lb.logs()));
         assert_eq!(fields(&json)["src_ip"], "127.0.0.1", "{json}");
         keys.insert((
             json["backend"].as_str().unwrap().to_string(),
@@ -27,15 +26,10 @@ fn connections_across_rotations_all_decrypt() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let per_backend = |b: &str| keys.iter().filter(|(k, _)| k == b).count();
-    assert!(
-        per_backend("app-a") >= 3 && per_backend("app-b") >= 3,
-        "expected several rotations, saw {keys:?}"
-    );
-    let log = d.audit_log();
-    assert!(
-        log.matches("\"event\":\"key_rotated\"").count() >= 4,
-        "{log}"
-    );
+    assert!(per_backend("app-a") >= 3 && per_backend("app-b") >= 3, "expected several rotations, saw {keys:?}");
+    eventually("rotations on record", Duration::from_secs(5), || {
+        (d.audit_log().matches("\"event\":\"key_rotated\"").count() >= 4).then_some(())
+    });
 }
 
 #[test]
@@ -48,24 +42,19 @@ fn no_key_means_no_connection_until_the_kme_is_back() {
     assert_eq!(fields(&json)["src_ip"], "127.0.0.1");
 
     kme.stop();
-    let refused = eventually(
-        "connections refused once keys expire",
-        Duration::from_secs(15),
-        || try_https_get(&d, "/").err(),
-    );
+    let refused =
+        eventually("connections refused once keys expire", Duration::from_secs(15), || try_https_get(&d, "/").err());
     assert!(!refused.is_empty());
-    lb.wait_log(
-        "connection refused: no backend usable",
-        Duration::from_secs(5),
-    );
+    lb.wait_log("connection refused: no backend usable", Duration::from_secs(5));
     lb.wait_log("no valid QKD key (fail closed)", Duration::from_secs(5));
-    let log = d.audit_log();
-    assert!(log.contains("\"event\":\"connection_refused\""), "{log}");
-    assert!(log.contains("\"event\":\"key_unavailable\""), "{log}");
+    // The audit writer is off the connection path: give it a moment.
+    eventually("refusal and expiry audited", Duration::from_secs(5), || {
+        let log = d.audit_log();
+        (log.contains("\"event\":\"connection_refused\"") && log.contains("\"event\":\"key_unavailable\""))
+            .then_some(())
+    });
 
     let _kme = d.kme();
-    let json = eventually("connections succeed again", Duration::from_secs(30), || {
-        try_https_get(&d, "/").ok()
-    });
+    let json = eventually("connections succeed again", Duration::from_secs(30), || try_https_get(&d, "/").ok());
     assert_eq!(fields(&json)["src_ip"], "127.0.0.1");
 }

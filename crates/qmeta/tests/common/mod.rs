@@ -49,12 +49,7 @@ impl Proc {
                 s.push('\n');
             }
         });
-        let mut p = Proc {
-            name: name.into(),
-            child,
-            stdout: rx,
-            stderr,
-        };
+        let mut p = Proc { name: name.into(), child, stdout: rx, stderr };
         if !ready.is_empty() {
             p.wait_stdout(ready, Duration::from_secs(60));
         }
@@ -94,18 +89,11 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "{}: no log line containing {needle:?} within {timeout:?}; logs:\n{}",
-            self.name,
-            self.logs()
-        );
+        panic!("{}: no log line containing {needle:?} within {timeout:?}; logs:\n{}", self.name, self.logs());
     }
 
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let st = Command::new("kill").args(["-s", sig, &self.child.id().to_string()]).status().unwrap();
         assert!(st.success());
     }
 
@@ -129,7 +117,7 @@ impl Drop for Proc {
     }
 }
 
-/// Finds a base port P such that P-3 ..= P+2 are all free on 127.0.0.1.
+/// Finds a base port P such that P-3 ..= P+3 are all free on 127.0.0.1.
 pub fn free_port_block() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -139,7 +127,7 @@ pub fn free_port_block() -> u16 {
     }
     for _ in 0..200 {
         let base = NEXT.fetch_add(10, Ordering::SeqCst);
-        let ok = (base - 3..=base + 2).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        let ok = (base - 3..=base + 3).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
         if ok {
             return base;
         }
@@ -160,20 +148,10 @@ impl Deployment {
         let dir = tmp.path().join("state");
         let port = free_port_block();
         let out = Command::new(BIN)
-            .args([
-                "init",
-                "--state-dir",
-                dir.to_str().unwrap(),
-                "--port",
-                &port.to_string(),
-            ])
+            .args(["init", "--state-dir", dir.to_str().unwrap(), "--port", &port.to_string()])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "qmeta init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "qmeta init failed: {}", String::from_utf8_lossy(&out.stderr));
         Deployment { tmp, dir, port }
     }
 
@@ -193,11 +171,7 @@ impl Deployment {
     pub fn edit(&self, file: &str, from: &str, to: &str) {
         let p = self.path(file);
         let text = std::fs::read_to_string(&p).unwrap();
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "{file}: {from:?} should occur once in:\n{text}"
-        );
+        assert_eq!(text.matches(from).count(), 1, "{file}: {from:?} should occur once in:\n{text}");
         std::fs::write(&p, text.replace(from, to)).unwrap();
     }
 
@@ -214,11 +188,7 @@ impl Deployment {
         self.run("kme", "kme.toml", "qmeta kme:")
     }
     pub fn backend(&self, which: char) -> Proc {
-        self.run(
-            "backend",
-            &format!("backend-{which}.toml"),
-            "qmeta backend:",
-        )
+        self.run("backend", &format!("backend-{which}.toml"), "qmeta backend:")
     }
     pub fn lb(&self) -> Proc {
         self.run("lb", "lb.toml", "qmeta lb:")
@@ -254,18 +224,11 @@ pub fn https_get(d: &Deployment, sni: &str, path: &str) -> (serde_json::Value, S
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let local = tcp.local_addr().unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    write!(
-        tls,
-        "GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").unwrap();
     let mut resp = Vec::new();
     let _ = tls.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no HTTP body in {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_else(|| panic!("no HTTP body in {text:?}"));
     let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (json, local)
 }
@@ -273,25 +236,17 @@ pub fn https_get(d: &Deployment, sni: &str, path: &str) -> (serde_json::Value, S
 /// Like [`https_get`] but returns an error instead of panicking when the LB
 /// refuses the connection.
 pub fn try_https_get(d: &Deployment, path: &str) -> Result<serde_json::Value, String> {
-    let cfg =
-        qmeta_pki::client_config(&d.pki("frontend-ca.crt"), None).map_err(|e| e.to_string())?;
+    let cfg = qmeta_pki::client_config(&d.pki("frontend-ca.crt"), None).map_err(|e| e.to_string())?;
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| e.to_string())?;
     let mut tcp = std::net::TcpStream::connect(d.lb_addr()).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    write!(
-        tls,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
     let _ = tls.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
+    let body = text.split("\r\n\r\n").nth(1).ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
     serde_json::from_str(body).map_err(|e| format!("not JSON ({e}): {text}"))
 }
 
@@ -310,9 +265,7 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
 }
 
 pub fn fields(json: &serde_json::Value) -> &serde_json::Map<String, serde_json::Value> {
-    json["metadata"]["fields"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no metadata.fields in {json}"))
+    json["metadata"]["fields"].as_object().unwrap_or_else(|| panic!("no metadata.fields in {json}"))
 }
 
 pub fn exists(p: &Path) -> bool {
@@ -338,8 +291,5 @@ pub fn run_bounded(args: &[&str]) -> std::process::Output {
     }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
-    panic!(
-        "qmeta {args:?} still running after 30 s; stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    panic!("qmeta {args:?} still running after 30 s; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -1,0 +1,123 @@
+//! The admin API: Prometheus metrics and a JSON view of backends, field
+//! sets, key ids and ages (never key material), recent DMCP commands and
+//! the audit chain head. Bind it to loopback: it has no authentication.
+
+use crate::metrics::BackendView;
+use crate::runtime::Shared;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How many DMCP outcomes `/api/v1/dmcp/recent` keeps.
+pub(crate) const RECENT_DMCP: usize = 100;
+
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/backends", get(backends))
+        .route("/api/v1/keys", get(keys))
+        .route("/api/v1/dmcp/recent", get(recent))
+        .route("/api/v1/audit", get(audit))
+        .with_state(shared);
+    let stop = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        tracing::error!("admin API stopped: {e}");
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let now = Instant::now();
+    let ages = s.ring.ages(now);
+    let views: Vec<BackendView<'_>> = s
+        .backends
+        .iter()
+        .map(|b| BackendView {
+            name: &b.cfg.name,
+            m: &b.metrics,
+            key_age: s
+                .ring
+                .current(&b.cfg.name, now)
+                .and_then(|_| ages.iter().find(|a| a.backend == b.cfg.name).map(|a| a.age)),
+        })
+        .collect();
+    let body = s.metrics.render(&views);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn backends(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let now = Instant::now();
+    let list: Vec<Value> = s
+        .backends
+        .iter()
+        .map(|b| {
+            let (version, scopes) = {
+                let ep = b.endpoint.lock().unwrap_or_else(|e| e.into_inner());
+                let st = ep.state();
+                let scopes: serde_json::Map<String, Value> =
+                    st.scopes().into_iter().map(|(scope, set)| (scope.to_string(), json!(set.names()))).collect();
+                (st.version(), scopes)
+            };
+            let key = s.ring.current(&b.cfg.name, now).map(|k| k.id.to_string());
+            json!({
+                "name": b.cfg.name,
+                "address": b.cfg.address.to_string(),
+                "sae_id": b.cfg.sae_id,
+                "healthy": b.metrics.healthy.load(Relaxed) == 1,
+                "active_connections": b.metrics.active.load(Relaxed),
+                "certificates_minted": b.metrics.certificates.load(Relaxed),
+                "key_id": key,
+                "dmcp_state_version": version,
+                "fields": scopes,
+                "default_fields": b.cfg.default_fields.names(),
+                "allowed_fields": b.cfg.allowed_fields.names(),
+            })
+        })
+        .collect();
+    Json(json!({ "backends": list }))
+}
+
+async fn keys(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let now = Instant::now();
+    let keys: Vec<Value> = s
+        .ring
+        .ages(now)
+        .into_iter()
+        .map(|a| {
+            json!({
+                "backend": a.backend,
+                "key_id": a.key_id.to_string(),
+                "age_seconds": a.age.as_secs_f64(),
+                "previous_key_id": a.previous.map(|p| p.to_string()),
+                "valid": s.ring.current(&a.backend, now).is_some(),
+            })
+        })
+        .collect();
+    Json(
+        json!({ "rotation_seconds": s.cfg.keys.rotation.as_secs_f64(), "grace_seconds": s.cfg.keys.grace.as_secs_f64(), "keys": keys }),
+    )
+}
+
+async fn recent(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let recent = s.recent_dmcp.lock().unwrap_or_else(|e| e.into_inner());
+    Json(json!({ "recent": recent.iter().cloned().collect::<Vec<Value>>() }))
+}
+
+async fn audit(State(s): State<Arc<Shared>>) -> Response {
+    let head = s.audit.head();
+    (StatusCode::OK, Json(json!({ "path": s.audit.path().display().to_string(), "seq": head.seq, "head": head.hash })))
+        .into_response()
+}
