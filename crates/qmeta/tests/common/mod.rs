@@ -175,6 +175,14 @@ impl Deployment {
         std::fs::write(&p, text.replace(from, to)).unwrap();
     }
 
+    /// Replaces every occurrence (at least one) of `from` with `to`.
+    pub fn edit_all(&self, file: &str, from: &str, to: &str) {
+        let p = self.path(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "{file}: {from:?} not found in:\n{text}");
+        std::fs::write(&p, text.replace(from, to)).unwrap();
+    }
+
     pub fn write(&self, file: &str, text: &str) {
         std::fs::write(self.path(file), text).unwrap();
     }
@@ -214,6 +222,11 @@ impl Deployment {
 /// One HTTPS GET through the LB with a rustls client; returns the backend's
 /// JSON answer and the client socket's local address.
 pub fn https_get(d: &Deployment, sni: &str, path: &str) -> (serde_json::Value, SocketAddr) {
+    https_get_with_prefix(d, sni, path, &[])
+}
+
+/// [`https_get`], writing `prefix` (e.g. a PROXY protocol header) before TLS.
+pub fn https_get_with_prefix(d: &Deployment, sni: &str, path: &str, prefix: &[u8]) -> (serde_json::Value, SocketAddr) {
     qmeta_pki::install_provider();
     let cfg = qmeta_pki::client_config(&d.pki("frontend-ca.crt"), None).unwrap();
     let mut cfg = cfg;
@@ -223,6 +236,7 @@ pub fn https_get(d: &Deployment, sni: &str, path: &str) -> (serde_json::Value, S
     let mut tcp = std::net::TcpStream::connect(d.lb_addr()).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let local = tcp.local_addr().unwrap();
+    tcp.write_all(prefix).unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
     write!(tls, "GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").unwrap();
     let mut resp = Vec::new();

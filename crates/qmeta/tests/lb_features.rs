@@ -1,0 +1,99 @@
+//! Load balancer features beyond the basic path: fingerprints, PROXY
+//! protocol from trusted peers, balancing, passive health.
+
+mod common;
+use common::*;
+use qmeta_proxyproto::{encode_v2, Command as ProxyCommand};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+#[test]
+fn ja4_and_ja3_reach_the_backend() {
+    let d = Deployment::init();
+    d.edit_all(
+        "lb.toml",
+        "default_fields = [\"src_ip\", \"timestamp\"]",
+        "default_fields = [\"src_ip\", \"ja4\", \"ja3\"]",
+    );
+    let (_kme, _a, _b, _lb) = d.start_core();
+    let (json, _) = https_get(&d, "localhost", "/");
+    let f = fields(&json);
+    let ja4 = f["ja4"].as_str().unwrap();
+    // rustls client: TLS 1.3, SNI present, ALPN http/1.1 ("h1").
+    assert!(ja4.starts_with("t13d") && ja4[..10].ends_with("h1"), "{ja4}");
+    assert_eq!(ja4.len(), 36, "{ja4}");
+    assert_eq!(f["ja3"].as_str().unwrap().len(), 32, "{json}");
+    // The same client software gets the same JA4 on the next connection.
+    let (again, _) = https_get(&d, "localhost", "/");
+    assert_eq!(fields(&again)["ja4"], f["ja4"]);
+}
+
+#[test]
+fn proxy_protocol_from_a_trusted_peer_sets_the_client() {
+    let d = Deployment::init();
+    d.edit(
+        "lb.toml",
+        "handshake_timeout = \"10s\"",
+        "handshake_timeout = \"10s\"\nproxy_protocol = true\ntrusted_proxies = [\"127.0.0.0/8\"]",
+    );
+    d.edit_all(
+        "lb.toml",
+        "default_fields = [\"src_ip\", \"timestamp\"]",
+        "default_fields = [\"src_ip\", \"src_port\", \"proxied_for\"]",
+    );
+    let (_kme, _a, _b, _lb) = d.start_core();
+    let header = encode_v2(
+        ProxyCommand::Proxy,
+        Some("203.0.113.7:5555".parse().unwrap()),
+        Some(d.lb_addr()),
+        &[qmeta_proxyproto::Tlv::Crc32c(0)],
+    );
+    let (json, local) = https_get_with_prefix(&d, "localhost", "/", &header);
+    let f = fields(&json);
+    assert_eq!(f["src_ip"], "203.0.113.7", "{json}");
+    assert_eq!(f["src_port"], 5555, "{json}");
+    assert_eq!(f["proxied_for"], format!("203.0.113.7:5555 via 127.0.0.1:{}", local.port()), "{json}");
+}
+
+#[test]
+fn proxy_headers_from_untrusted_peers_are_refused() {
+    let d = Deployment::init();
+    d.edit(
+        "lb.toml",
+        "handshake_timeout = \"10s\"",
+        "handshake_timeout = \"10s\"\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\"]",
+    );
+    let (_kme, _a, _b, lb) = d.start_core();
+    let header = encode_v2(ProxyCommand::Proxy, Some("203.0.113.7:5555".parse().unwrap()), Some(d.lb_addr()), &[]);
+    let mut s = std::net::TcpStream::connect(d.lb_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(&header);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "an untrusted peer gets nothing back");
+    lb.wait_log("peer is not in trusted_proxies", Duration::from_secs(5));
+    assert!(try_https_get(&d, "/").is_err(), "plain clients are not trusted either on a PROXY listener");
+}
+
+#[test]
+fn a_dead_backend_is_skipped_and_traffic_continues() {
+    let d = Deployment::init();
+    let (_kme, a, _b, lb) = d.start_core();
+    a.stop();
+    for _ in 0..6 {
+        let json = try_https_get(&d, "/").unwrap_or_else(|e| panic!("{e}\n{}", lb.logs()));
+        assert_eq!(json["backend"], "app-b");
+    }
+    lb.wait_log("backend unusable, trying the next", Duration::from_secs(5));
+}
+
+#[test]
+fn consistent_hash_keeps_a_client_on_one_backend() {
+    let d = Deployment::init();
+    d.edit("lb.toml", "node_id = \"lb-1\"", "node_id = \"lb-1\"\nbalance = \"consistent_hash\"");
+    let (_kme, _a, _b, _lb) = d.start_core();
+    let first = try_https_get(&d, "/").unwrap()["backend"].clone();
+    for _ in 0..5 {
+        assert_eq!(try_https_get(&d, "/").unwrap()["backend"], first);
+    }
+}
