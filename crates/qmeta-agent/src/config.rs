@@ -61,21 +61,12 @@ pub fn load_config(path: &Path) -> Result<AgentConfig, ConfigErrors> {
     let lb_control = root.str("lb_control");
     if let Some(addr) = &lb_control {
         if !valid_host_port(addr) {
-            root.error(
-                "lb_control",
-                format!("expected \"host:port\", found {addr:?}"),
-            );
+            root.error("lb_control", format!("expected \"host:port\", found {addr:?}"));
         }
     }
     let lb_sae_id = root.str("lb_sae_id");
-    if lb_sae_id
-        .as_deref()
-        .is_some_and(|s| s.is_empty() || s.len() > qmeta_dmcp::MAX_SENDER_LEN)
-    {
-        root.error(
-            "lb_sae_id",
-            format!("must be 1..={} characters", qmeta_dmcp::MAX_SENDER_LEN),
-        );
+    if lb_sae_id.as_deref().is_some_and(|s| s.is_empty() || s.len() > qmeta_dmcp::MAX_SENDER_LEN) {
+        root.error("lb_sae_id", format!("must be 1..={} characters", qmeta_dmcp::MAX_SENDER_LEN));
     }
     let policy_path = root.path("policy", true);
     let reconnect = root.opt_duration("reconnect").unwrap_or(DEFAULT_RECONNECT);
@@ -95,14 +86,7 @@ pub fn load_config(path: &Path) -> Result<AgentConfig, ConfigErrors> {
         let key = k.path("key", true);
         let timeout = k.opt_duration("timeout").unwrap_or(DEFAULT_TIMEOUT);
         k.deny_unknown();
-        Some(KmeClientConfig {
-            url: url?,
-            kme_id: kme_id?,
-            ca: ca?,
-            cert: cert?,
-            key: key?,
-            timeout,
-        })
+        Some(KmeClientConfig { url: url?, kme_id: kme_id?, ca: ca?, cert: cert?, key: key?, timeout })
     });
     // The policy's own errors name the policy file; report them together.
     let policy = policy_path.as_deref().map(load_policy);
@@ -119,24 +103,21 @@ pub fn load_config(path: &Path) -> Result<AgentConfig, ConfigErrors> {
         None => None,
     };
     match (backend, lb_control, lb_sae_id, policy_path, policy, kme) {
-        (
-            Some(backend),
-            Some(lb_control),
-            Some(lb_sae_id),
-            Some(policy_path),
-            Some(policy),
-            Some(kme),
-        ) if errors.is_empty() => Ok(AgentConfig {
-            backend,
-            lb_control,
-            lb_sae_id,
-            policy_path,
-            policy,
-            kme,
-            reconnect,
-            timeout,
-            status_file,
-        }),
+        (Some(backend), Some(lb_control), Some(lb_sae_id), Some(policy_path), Some(policy), Some(kme))
+            if errors.is_empty() =>
+        {
+            Ok(AgentConfig {
+                backend,
+                lb_control,
+                lb_sae_id,
+                policy_path,
+                policy,
+                kme,
+                reconnect,
+                timeout,
+                status_file,
+            })
+        }
         _ => Err(ConfigErrors(errors)),
     }
 }
@@ -194,11 +175,7 @@ mod tests {
         ] {
             assert!(errs.mentions(key), "{key} not named in:\n{errs}");
         }
-        assert!(
-            errs.to_string()
-                .contains("policy.toml: `required`: unknown field `nope`"),
-            "{errs}"
-        );
+        assert!(errs.to_string().contains("policy.toml: `required`: unknown field `nope`"), "{errs}");
     }
 
     #[test]

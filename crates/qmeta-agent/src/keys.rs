@@ -29,13 +29,8 @@ impl KeySource for KmeKeys {
     }
 
     async fn fresh_key(&self) -> anyhow::Result<Key> {
-        let mut keys = self
-            .client
-            .enc_keys(&self.lb_sae_id, 1, DMCP_KEY_BITS)
-            .await?;
-        let key = keys
-            .pop()
-            .ok_or_else(|| anyhow::anyhow!("KME returned no key"))?;
+        let mut keys = self.client.enc_keys(&self.lb_sae_id, 1, DMCP_KEY_BITS).await?;
+        let key = keys.pop().ok_or_else(|| anyhow::anyhow!("KME returned no key"))?;
         anyhow::ensure!(
             key.bytes.len() * 8 == DMCP_KEY_BITS as usize,
             "KME returned a {}-bit key, expected {DMCP_KEY_BITS}",

@@ -36,10 +36,7 @@ use tokio::sync::{mpsc, watch};
 /// KME, policy reloads on SIGHUP.
 pub async fn run(cfg: AgentConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let client = qmeta_qkd::client::KmeClient::new(cfg.kme.clone())?;
-    let keys = KmeKeys {
-        client,
-        lb_sae_id: cfg.lb_sae_id.clone(),
-    };
+    let keys = KmeKeys { client, lb_sae_id: cfg.lb_sae_id.clone() };
     let (tx, rx) = mpsc::channel(1);
     let mut hup = signal(SignalKind::hangup())?;
     let forward = tokio::spawn(async move {

@@ -18,11 +18,7 @@ pub struct Planner {
 
 impl Planner {
     pub fn new(policy: Policy) -> Planner {
-        Planner {
-            policy,
-            drawn: BTreeMap::new(),
-            refused: FieldSet::new(),
-        }
+        Planner { policy, drawn: BTreeMap::new(), refused: FieldSet::new() }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -50,19 +46,14 @@ impl Planner {
                 if let Some(d) = self.drawn.get(&sp.scope) {
                     set = set.union(d);
                 }
-                (
-                    sp.scope.clone(),
-                    set.difference(&sp.forbidden).difference(&self.refused),
-                )
+                (sp.scope.clone(), set.difference(&sp.forbidden).difference(&self.refused))
             })
             .collect()
     }
 
     /// The command sent after every (re)connect.
     pub fn sync(&self) -> Command {
-        Command::Sync {
-            scopes: self.desired(),
-        }
+        Command::Sync { scopes: self.desired() }
     }
 
     /// RANDOMIZE for every randomizing scope that has not drawn yet.
@@ -73,10 +64,7 @@ impl Planner {
             .filter(|sp| !self.drawn.contains_key(&sp.scope))
             .filter_map(|sp| {
                 let from = sp.randomize_from()?.difference(&self.refused);
-                Some(Command::Randomize {
-                    scope: sp.scope.clone(),
-                    from,
-                })
+                Some(Command::Randomize { scope: sp.scope.clone(), from })
             })
             .collect()
     }
@@ -98,10 +86,7 @@ impl Planner {
     /// policy required it (worth an error rather than a warning).
     pub fn refused(&mut self, field: FieldId) -> bool {
         self.refused.insert(field);
-        self.policy
-            .scopes
-            .iter()
-            .any(|sp| sp.required.contains(field))
+        self.policy.scopes.iter().any(|sp| sp.required.contains(field))
     }
 
     /// Fields given up on since the last policy load.
@@ -115,15 +100,11 @@ impl Planner {
 /// not asking.
 pub fn asks_for(cmd: &Command, scope_forbidden: impl Fn(&Scope) -> FieldSet) -> Option<FieldId> {
     match cmd {
-        Command::Include { scope, field } => {
-            scope_forbidden(scope).contains(*field).then_some(*field)
+        Command::Include { scope, field } => scope_forbidden(scope).contains(*field).then_some(*field),
+        Command::Randomize { scope, from } => from.intersection(&scope_forbidden(scope)).iter().next(),
+        Command::Sync { scopes } => {
+            scopes.iter().find_map(|(s, set)| set.intersection(&scope_forbidden(s)).iter().next())
         }
-        Command::Randomize { scope, from } => {
-            from.intersection(&scope_forbidden(scope)).iter().next()
-        }
-        Command::Sync { scopes } => scopes
-            .iter()
-            .find_map(|(s, set)| set.intersection(&scope_forbidden(s)).iter().next()),
         _ => None,
     }
 }
@@ -146,61 +127,41 @@ mod tests {
     ];
 
     fn set_strategy() -> impl Strategy<Value = FieldSet> {
-        proptest::collection::vec(0usize..POOL.len(), 0..6)
-            .prop_map(|ix| ix.into_iter().map(|i| POOL[i]).collect())
+        proptest::collection::vec(0usize..POOL.len(), 0..6).prop_map(|ix| ix.into_iter().map(|i| POOL[i]).collect())
     }
 
     fn scope_policy(scope: Scope) -> impl Strategy<Value = ScopePolicy> {
-        (
-            set_strategy(),
-            set_strategy(),
-            set_strategy(),
-            any::<bool>(),
+        (set_strategy(), set_strategy(), set_strategy(), any::<bool>()).prop_map(
+            move |(required, permissible, forbidden, randomize)| ScopePolicy {
+                scope: scope.clone(),
+                // A valid policy never requires a forbidden field.
+                required: required.difference(&forbidden),
+                permissible,
+                forbidden,
+                randomize,
+            },
         )
-            .prop_map(
-                move |(required, permissible, forbidden, randomize)| ScopePolicy {
-                    scope: scope.clone(),
-                    // A valid policy never requires a forbidden field.
-                    required: required.difference(&forbidden),
-                    permissible,
-                    forbidden,
-                    randomize,
-                },
-            )
     }
 
     fn policy_strategy() -> impl Strategy<Value = Policy> {
-        (
-            scope_policy(Scope::Backend),
-            proptest::option::of(scope_policy(Scope::Sni("a.example".into()))),
-        )
-            .prop_map(|(b, s)| Policy {
-                scopes: std::iter::once(b).chain(s).collect(),
-            })
+        (scope_policy(Scope::Backend), proptest::option::of(scope_policy(Scope::Sni("a.example".into()))))
+            .prop_map(|(b, s)| Policy { scopes: std::iter::once(b).chain(s).collect() })
     }
 
     fn acked_strategy() -> impl Strategy<Value = Vec<(Scope, FieldSet)>> {
-        (
-            set_strategy(),
-            proptest::option::of(set_strategy()),
-            proptest::option::of(set_strategy()),
-        )
-            .prop_map(|(b, a, c)| {
+        (set_strategy(), proptest::option::of(set_strategy()), proptest::option::of(set_strategy())).prop_map(
+            |(b, a, c)| {
                 let mut v = vec![(Scope::Backend, b)];
                 v.extend(a.map(|s| (Scope::Sni("a.example".into()), s)));
                 v.extend(c.map(|s| (Scope::Sni("c.example".into()), s)));
                 v
-            })
+            },
+        )
     }
 
     fn forbidden_of(p: &Policy) -> impl Fn(&Scope) -> FieldSet + '_ {
         // A scope without a policy of its own follows the backend scope's.
-        move |s| {
-            p.scope(s)
-                .or(p.scope(&Scope::Backend))
-                .map(|sp| sp.forbidden.clone())
-                .unwrap_or_default()
-        }
+        move |s| p.scope(s).or(p.scope(&Scope::Backend)).map(|sp| sp.forbidden.clone()).unwrap_or_default()
     }
 
     proptest! {
@@ -242,10 +203,7 @@ mod tests {
         assert_eq!(p.randomize().len(), 1);
         p.drawn(&Scope::Backend, [FieldId::JA4].into_iter().collect());
         assert!(p.randomize().is_empty());
-        assert_eq!(
-            p.desired()[0].1,
-            [FieldId::SRC_IP, FieldId::JA4].into_iter().collect()
-        );
+        assert_eq!(p.desired()[0].1, [FieldId::SRC_IP, FieldId::JA4].into_iter().collect());
         assert!(!p.replace_policy(policy));
         let other = crate::policy::parse_policy("p.toml", "required = ['src_ip']").unwrap();
         assert!(p.replace_policy(other));
@@ -255,9 +213,7 @@ mod tests {
 
     #[test]
     fn refused_fields_are_left_out() {
-        let policy =
-            crate::policy::parse_policy("p.toml", "required = ['src_ip']\npermissible = ['ja4']")
-                .unwrap();
+        let policy = crate::policy::parse_policy("p.toml", "required = ['src_ip']\npermissible = ['ja4']").unwrap();
         let mut p = Planner::new(policy);
         assert!(!p.refused(FieldId::JA4));
         assert_eq!(p.desired()[0].1, [FieldId::SRC_IP].into_iter().collect());

@@ -32,11 +32,7 @@ impl ScopePolicy {
     /// The RANDOMIZE `from` set, if this scope randomizes: permissible
     /// minus required (already included) minus forbidden.
     pub fn randomize_from(&self) -> Option<FieldSet> {
-        self.randomize.then(|| {
-            self.permissible
-                .difference(&self.required)
-                .difference(&self.forbidden)
-        })
+        self.randomize.then(|| self.permissible.difference(&self.required).difference(&self.forbidden))
     }
 }
 
@@ -49,10 +45,7 @@ pub struct Policy {
 impl Policy {
     /// The desired state without randomized fields: one entry per scope.
     pub fn desired(&self) -> Vec<(Scope, FieldSet)> {
-        self.scopes
-            .iter()
-            .map(|s| (s.scope.clone(), s.fixed()))
-            .collect()
+        self.scopes.iter().map(|s| (s.scope.clone(), s.fixed())).collect()
     }
 
     /// The policy of one scope.
@@ -79,31 +72,19 @@ fn from_document(doc: &Document) -> Result<Policy, ConfigErrors> {
     let permissible = fields(&root, "permissible").unwrap_or_default();
     let forbidden = fields(&root, "forbidden").unwrap_or_default();
     let randomize = root.bool_or("randomize", false);
-    let top = ScopePolicy {
-        scope: Scope::Backend,
-        required,
-        permissible,
-        forbidden,
-        randomize,
-    };
+    let top = ScopePolicy { scope: Scope::Backend, required, permissible, forbidden, randomize };
     check(&root, &top);
 
     let mut scopes = vec![top.clone()];
     let tables = root.tables("scope", false);
     if tables.len() > MAX_SCOPES - 1 {
-        root.error(
-            "scope",
-            format!("at most {} [[scope]] tables", MAX_SCOPES - 1),
-        );
+        root.error("scope", format!("at most {} [[scope]] tables", MAX_SCOPES - 1));
     }
     for t in &tables {
         let scope = t.str("sni").and_then(|name| {
             let s = Scope::sni(&name);
             if s.is_none() {
-                t.error(
-                    "sni",
-                    format!("{name:?} is not a DNS name (1..=253 bytes of a-z 0-9 - . _)"),
-                );
+                t.error("sni", format!("{name:?} is not a DNS name (1..=253 bytes of a-z 0-9 - . _)"));
             }
             s
         });
@@ -113,27 +94,14 @@ fn from_document(doc: &Document) -> Result<Policy, ConfigErrors> {
             }
         }
         // A list a scope does not set is inherited from the top level.
-        let required = if t.has("required") {
-            fields(t, "required")
-        } else {
-            Some(top.required.clone())
-        };
-        let permissible = if t.has("permissible") {
-            fields(t, "permissible")
-        } else {
-            Some(top.permissible.clone())
-        };
+        let required = if t.has("required") { fields(t, "required") } else { Some(top.required.clone()) };
+        let permissible = if t.has("permissible") { fields(t, "permissible") } else { Some(top.permissible.clone()) };
         let own_forbidden = fields(t, "forbidden").unwrap_or_default();
         let randomize = t.bool_or("randomize", top.randomize);
         t.deny_unknown();
         if let (Some(scope), Some(required), Some(permissible)) = (scope, required, permissible) {
-            let sp = ScopePolicy {
-                scope,
-                required,
-                permissible,
-                forbidden: top.forbidden.union(&own_forbidden),
-                randomize,
-            };
+            let sp =
+                ScopePolicy { scope, required, permissible, forbidden: top.forbidden.union(&own_forbidden), randomize };
             check(t, &sp);
             scopes.push(sp);
         }
@@ -164,16 +132,10 @@ fn fields(s: &Section, key: &str) -> Option<FieldSet> {
 fn check(s: &Section, p: &ScopePolicy) {
     let clash = p.required.intersection(&p.forbidden);
     if !clash.is_empty() {
-        s.error(
-            "required",
-            format!("both required and forbidden: {}", clash.names().join(", ")),
-        );
+        s.error("required", format!("both required and forbidden: {}", clash.names().join(", ")));
     }
     if p.required.union(&p.permissible).len() > MAX_SET_LEN {
-        s.error(
-            "permissible",
-            format!("required + permissible exceed {MAX_SET_LEN} fields"),
-        );
+        s.error("permissible", format!("required + permissible exceed {MAX_SET_LEN} fields"));
     }
 }
 
@@ -201,15 +163,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.scopes.len(), 2);
-        assert_eq!(
-            p.scopes[0].fixed(),
-            set(&[
-                FieldId::SRC_IP,
-                FieldId::TIMESTAMP,
-                FieldId::SNI,
-                FieldId::JA4
-            ])
-        );
+        assert_eq!(p.scopes[0].fixed(), set(&[FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::SNI, FieldId::JA4]));
         let api = &p.scopes[1];
         assert_eq!(api.scope, Scope::Sni("api.example.com".into()));
         assert_eq!(api.permissible, set(&[FieldId::SNI, FieldId::JA4]));
@@ -226,10 +180,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.scopes[0].fixed(), set(&[FieldId::SRC_IP]));
-        assert_eq!(
-            p.scopes[0].randomize_from(),
-            Some(set(&[FieldId::SNI, FieldId::JA4]))
-        );
+        assert_eq!(p.scopes[0].randomize_from(), Some(set(&[FieldId::SNI, FieldId::JA4])));
     }
 
     #[test]
@@ -278,8 +229,6 @@ mod tests {
         let errs = parse_policy("p.toml", "required = ['sni']\nforbidden = ['sni']").unwrap_err();
         assert_eq!(errs.len(), 1);
         assert!(errs.mentions("required"));
-        assert!(errs
-            .to_string()
-            .contains("both required and forbidden: sni"));
+        assert!(errs.to_string().contains("both required and forbidden: sni"));
     }
 }

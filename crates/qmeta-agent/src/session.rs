@@ -86,27 +86,16 @@ impl<K: KeySource> Agent<K> {
     fn new(cfg: AgentConfig, keys: K) -> Self {
         let client = ClientSession::new(keys.sae_id().to_string());
         let planner = Planner::new(cfg.policy.clone());
-        Agent {
-            cfg,
-            keys,
-            planner,
-            client,
-            acked: Vec::new(),
-            version: None,
-        }
+        Agent { cfg, keys, planner, client, acked: Vec::new(), version: None }
     }
 
     async fn connect(&self) -> anyhow::Result<Conn> {
-        let stream =
-            tokio::time::timeout(self.cfg.timeout, TcpStream::connect(&self.cfg.lb_control))
-                .await
-                .map_err(|_| anyhow!("connect to {} timed out", self.cfg.lb_control))?
-                .with_context(|| format!("connect to {}", self.cfg.lb_control))?;
+        let stream = tokio::time::timeout(self.cfg.timeout, TcpStream::connect(&self.cfg.lb_control))
+            .await
+            .map_err(|_| anyhow!("connect to {} timed out", self.cfg.lb_control))?
+            .with_context(|| format!("connect to {}", self.cfg.lb_control))?;
         stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(MAX_FRAME),
-        })
+        Ok(Conn { stream, buf: Vec::with_capacity(MAX_FRAME) })
     }
 
     async fn session(
@@ -115,14 +104,8 @@ impl<K: KeySource> Agent<K> {
         reload: &mut Option<mpsc::Receiver<()>>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Broken> {
-        self.sync(&mut conn).await.map_err(|error| Broken {
-            synced: false,
-            error,
-        })?;
-        let broken = |error| Broken {
-            synced: true,
-            error,
-        };
+        self.sync(&mut conn).await.map_err(|error| Broken { synced: false, error })?;
+        let broken = |error| Broken { synced: true, error };
         loop {
             let mut probe = [0u8; 1];
             tokio::select! {
@@ -151,16 +134,13 @@ impl<K: KeySource> Agent<K> {
         loop {
             let cmd = self.planner.sync();
             match self.exchange(conn, &cmd).await? {
-                Reply::Ack {
-                    version, scopes, ..
-                } => {
+                Reply::Ack { version, scopes, .. } => {
                     self.acked_state(&cmd, version, scopes);
                     break;
                 }
                 refused => {
-                    let Some(field) = refused
-                        .not_permitted_field()
-                        .filter(|f| !self.planner.refused_fields().contains(*f))
+                    let Some(field) =
+                        refused.not_permitted_field().filter(|f| !self.planner.refused_fields().contains(*f))
                     else {
                         bail!("SYNC refused: {}", describe(&refused));
                     };
@@ -192,11 +172,7 @@ impl<K: KeySource> Agent<K> {
     /// One command whose refusal for a field is survivable.
     async fn send(&mut self, conn: &mut Conn, cmd: &Command) -> anyhow::Result<()> {
         match self.exchange(conn, cmd).await? {
-            Reply::Ack {
-                version,
-                scopes,
-                drawn,
-            } => {
+            Reply::Ack { version, scopes, drawn } => {
                 if let (Some(scope), Some(drawn)) = (cmd.scope(), drawn) {
                     tracing::info!(backend = %self.cfg.backend, %scope, drawn = %drawn.names().join(","), "LB drew");
                     self.planner.drawn(scope, drawn);
@@ -232,11 +208,7 @@ impl<K: KeySource> Agent<K> {
             }
         }
         self.version = Some(version);
-        let state: Vec<String> = self
-            .acked
-            .iter()
-            .map(|(s, f)| format!("{s}=[{}]", f.names().join(",")))
-            .collect();
+        let state: Vec<String> = self.acked.iter().map(|(s, f)| format!("{s}=[{}]", f.names().join(","))).collect();
         tracing::info!(backend = %self.cfg.backend, version, command = %cmd.summary(), state = %state.join(" "), "DMCP ACK");
     }
 
@@ -246,27 +218,15 @@ impl<K: KeySource> Agent<K> {
     async fn exchange(&mut self, conn: &mut Conn, cmd: &Command) -> anyhow::Result<Reply> {
         let limit = self.cfg.timeout;
         let work = async {
-            let key = self
-                .keys
-                .fresh_key()
-                .await
-                .context("fetching a key from the KME")?;
+            let key = self.keys.fresh_key().await.context("fetching a key from the KME")?;
             let frame = self.client.request(cmd, key.id, &key.bytes, now_unix_ms());
             conn.stream.write_all(&frame).await?;
             let mut chunk = [0u8; 2048];
             loop {
                 if let Some((used, reply)) = self.client.read_reply(&conn.buf, &key.bytes)? {
                     conn.buf.drain(..used);
-                    if let Reply::Error {
-                        authenticated: false,
-                        ..
-                    } = &reply
-                    {
-                        bail!(
-                            "unauthenticated answer to {}: {}",
-                            cmd.summary(),
-                            describe(&reply)
-                        );
+                    if let Reply::Error { authenticated: false, .. } = &reply {
+                        bail!("unauthenticated answer to {}: {}", cmd.summary(), describe(&reply));
                     }
                     return Ok(reply);
                 }
@@ -277,9 +237,7 @@ impl<K: KeySource> Agent<K> {
                 conn.buf.extend_from_slice(&chunk[..n]);
             }
         };
-        tokio::time::timeout(limit, work)
-            .await
-            .map_err(|_| anyhow!("no answer from the LB within {limit:?}"))?
+        tokio::time::timeout(limit, work).await.map_err(|_| anyhow!("no answer from the LB within {limit:?}"))?
     }
 
     /// Re-reads the policy file; true if the policy changed. A bad file is
@@ -302,13 +260,8 @@ impl<K: KeySource> Agent<K> {
         let Some(path) = &self.cfg.status_file else {
             return;
         };
-        let line = status::render(
-            &self.cfg.backend,
-            connected,
-            self.version,
-            &self.acked,
-            self.planner.refused_fields(),
-        );
+        let line =
+            status::render(&self.cfg.backend, connected, self.version, &self.acked, self.planner.refused_fields());
         if let Err(e) = status::write(path, &line) {
             tracing::warn!("status file {}: {e}", path.display());
         }
@@ -317,19 +270,9 @@ impl<K: KeySource> Agent<K> {
 
 fn describe(reply: &Reply) -> String {
     match reply {
-        Reply::Error {
-            code,
-            reason,
-            authenticated,
-        } => {
-            let name = qmeta_dmcp::ErrorCode::from_u16(*code)
-                .map(|c| c.name())
-                .unwrap_or("?");
-            let auth = if *authenticated {
-                ""
-            } else {
-                ", unauthenticated"
-            };
+        Reply::Error { code, reason, authenticated } => {
+            let name = qmeta_dmcp::ErrorCode::from_u16(*code).map(|c| c.name()).unwrap_or("?");
+            let auth = if *authenticated { "" } else { ", unauthenticated" };
             format!("{code} {name} ({reason}{auth})")
         }
         Reply::Ack { version, .. } => format!("ACK version {version}"),
@@ -360,8 +303,5 @@ async fn next_reload(rx: &mut Option<mpsc::Receiver<()>>) {
 }
 
 fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -13,10 +13,8 @@ pub fn render(
     scopes: &[(Scope, FieldSet)],
     refused: &FieldSet,
 ) -> String {
-    let scopes: serde_json::Map<String, serde_json::Value> = scopes
-        .iter()
-        .map(|(s, f)| (s.to_string(), serde_json::json!(f.names())))
-        .collect();
+    let scopes: serde_json::Map<String, serde_json::Value> =
+        scopes.iter().map(|(s, f)| (s.to_string(), serde_json::json!(f.names()))).collect();
     serde_json::json!({
         "backend": backend,
         "connected": connected,
@@ -44,13 +42,7 @@ mod tests {
     #[test]
     fn renders_names_only() {
         let set: FieldSet = [FieldId::SRC_IP, FieldId::SNI].into_iter().collect();
-        let line = render(
-            "app1",
-            true,
-            Some(3),
-            &[(Scope::Backend, set)],
-            &FieldSet::new(),
-        );
+        let line = render("app1", true, Some(3), &[(Scope::Backend, set)], &FieldSet::new());
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["version"], 3);
         assert_eq!(v["scopes"]["backend"], serde_json::json!(["src_ip", "sni"]));

@@ -32,14 +32,9 @@ impl KeySource for Kme {
         let mut g = self.0.lock().unwrap();
         g.0 += 1;
         let id = uuid::Uuid::from_u128(g.0);
-        let bytes: Vec<u8> = (0..64u8)
-            .map(|i| i.wrapping_mul(7).wrapping_add(g.0 as u8))
-            .collect();
+        let bytes: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(7).wrapping_add(g.0 as u8)).collect();
         g.1.insert(id, bytes.clone());
-        Ok(Key {
-            id,
-            bytes: Zeroizing::new(bytes),
-        })
+        Ok(Key { id, bytes: Zeroizing::new(bytes) })
     }
 }
 
@@ -57,16 +52,9 @@ struct FakeLb {
 }
 
 fn allowed() -> FieldSet {
-    [
-        FieldId::SRC_IP,
-        FieldId::TIMESTAMP,
-        FieldId::SNI,
-        FieldId::JA4,
-        FieldId::GEO_COUNTRY,
-        FieldId::ALPN,
-    ]
-    .into_iter()
-    .collect()
+    [FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::SNI, FieldId::JA4, FieldId::GEO_COUNTRY, FieldId::ALPN]
+        .into_iter()
+        .collect()
 }
 
 fn fresh_endpoint() -> Endpoint {
@@ -75,10 +63,7 @@ fn fresh_endpoint() -> Endpoint {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 impl FakeLb {
@@ -94,8 +79,7 @@ impl FakeLb {
                 let Ok((mut tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (ep, lg, kme, mut kicked) =
-                    (ep.clone(), lg.clone(), kme.clone(), k.subscribe());
+                let (ep, lg, kme, mut kicked) = (ep.clone(), lg.clone(), kme.clone(), k.subscribe());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -113,12 +97,7 @@ impl FakeLb {
                             } else {
                                 None
                             };
-                            let h = ep.lock().unwrap().handle(
-                                inc,
-                                key.as_deref(),
-                                now_ms(),
-                                [0b0101_0101; 32],
-                            );
+                            let h = ep.lock().unwrap().handle(inc, key.as_deref(), now_ms(), [0b0101_0101; 32]);
                             lg.lock().unwrap().push(if h.outcome.accepted {
                                 h.outcome.command.clone()
                             } else {
@@ -139,12 +118,7 @@ impl FakeLb {
                 });
             }
         });
-        FakeLb {
-            addr,
-            endpoint,
-            log,
-            kick,
-        }
+        FakeLb { addr, endpoint, log, kick }
     }
 
     /// An LB restart: connections dropped, state back to the default.
@@ -163,10 +137,7 @@ impl FakeLb {
 }
 
 fn set(names: &[&str]) -> FieldSet {
-    names
-        .iter()
-        .map(|n| FieldId::from_name(n).unwrap())
-        .collect()
+    names.iter().map(|n| FieldId::from_name(n).unwrap()).collect()
 }
 
 struct Setup {
@@ -194,12 +165,7 @@ fn setup(lb: &FakeLb, policy_text: &str) -> Setup {
     )
     .unwrap();
     let cfg = load_config(&p("agent.toml")).unwrap();
-    Setup {
-        policy: p("policy.toml"),
-        status: p("status.json"),
-        cfg,
-        _dir: dir,
-    }
+    Setup { policy: p("policy.toml"), status: p("status.json"), cfg, _dir: dir }
 }
 
 /// Polls until `f` holds (bounded: 10 s).
@@ -232,25 +198,13 @@ async fn syncs_reloads_diffs_and_resyncs_after_lb_restart() {
 
     let want = vec![
         (Scope::Backend, set(&["src_ip", "timestamp", "sni"])),
-        (
-            Scope::Sni("api.example.com".into()),
-            set(&["src_ip", "ja4"]),
-        ),
+        (Scope::Sni("api.example.com".into()), set(&["src_ip", "ja4"])),
     ];
     until("initial SYNC", || lb.scopes() == want).await;
-    until("status after SYNC", || {
-        status(&s.status).is_some_and(|v| v["connected"] == true)
-    })
-    .await;
+    until("status after SYNC", || status(&s.status).is_some_and(|v| v["connected"] == true)).await;
     let st = status(&s.status).unwrap();
-    assert_eq!(
-        st["scopes"]["backend"],
-        serde_json::json!(["src_ip", "timestamp", "sni"])
-    );
-    assert_eq!(
-        st["scopes"]["sni=api.example.com"],
-        serde_json::json!(["src_ip", "ja4"])
-    );
+    assert_eq!(st["scopes"]["backend"], serde_json::json!(["src_ip", "timestamp", "sni"]));
+    assert_eq!(st["scopes"]["sni=api.example.com"], serde_json::json!(["src_ip", "ja4"]));
     let log = lb.take_log();
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].starts_with("SYNC "), "{log:?}");
@@ -258,29 +212,16 @@ async fn syncs_reloads_diffs_and_resyncs_after_lb_restart() {
     assert!(!log[0].contains("geo_city"), "{log:?}");
 
     // Policy change + reload: only the difference is sent.
-    std::fs::write(
-        &s.policy,
-        "required = ['src_ip', 'timestamp', 'alpn']\nforbidden = ['geo_city']\n",
-    )
-    .unwrap();
+    std::fs::write(&s.policy, "required = ['src_ip', 'timestamp', 'alpn']\nforbidden = ['geo_city']\n").unwrap();
     reload_tx.send(()).await.unwrap();
     let want = vec![(Scope::Backend, set(&["src_ip", "timestamp", "alpn"]))];
     until("diff applied", || lb.scopes() == want).await;
     until("status after diff", || {
-        status(&s.status).is_some_and(|v| {
-            v["scopes"]["backend"] == serde_json::json!(["src_ip", "timestamp", "alpn"])
-        })
+        status(&s.status).is_some_and(|v| v["scopes"]["backend"] == serde_json::json!(["src_ip", "timestamp", "alpn"]))
     })
     .await;
     let log = lb.take_log();
-    assert_eq!(
-        log,
-        vec![
-            "EXCLUDE backend sni",
-            "INCLUDE backend alpn",
-            "RESET sni=api.example.com"
-        ]
-    );
+    assert_eq!(log, vec!["EXCLUDE backend sni", "INCLUDE backend alpn", "RESET sni=api.example.com"]);
 
     // A broken policy file changes nothing and sends nothing.
     std::fs::write(&s.policy, "required = ['no_such_field']\n").unwrap();
@@ -291,11 +232,7 @@ async fn syncs_reloads_diffs_and_resyncs_after_lb_restart() {
 
     // LB restart: state back to default, connection dropped; the agent
     // reconnects and SYNCs the (still current) policy.
-    std::fs::write(
-        &s.policy,
-        "required = ['src_ip', 'timestamp', 'alpn']\nforbidden = ['geo_city']\n",
-    )
-    .unwrap();
+    std::fs::write(&s.policy, "required = ['src_ip', 'timestamp', 'alpn']\nforbidden = ['geo_city']\n").unwrap();
     lb.restart();
     assert_ne!(lb.scopes(), want);
     until("resync after restart", || lb.scopes() == want).await;
@@ -303,11 +240,7 @@ async fn syncs_reloads_diffs_and_resyncs_after_lb_restart() {
     assert!(log.iter().all(|c| c.starts_with("SYNC ")), "{log:?}");
 
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), agent)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), agent).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -324,10 +257,7 @@ async fn refused_fields_are_dropped_and_randomize_draws_from_permissible() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent = tokio::spawn(run_with(s.cfg.clone(), kme.clone(), reload_rx, stop_rx));
     until("SYNC and RANDOMIZE", || lb.log.lock().unwrap().len() >= 2).await;
-    until("status", || {
-        status(&s.status).is_some_and(|v| v["connected"] == true)
-    })
-    .await;
+    until("status", || status(&s.status).is_some_and(|v| v["connected"] == true)).await;
     let log = lb.take_log();
     assert_eq!(log[0], "SYNC backend=[src_ip]");
     // from = permissible - required - forbidden; http_host is simply not drawn by the LB.
@@ -335,13 +265,7 @@ async fn refused_fields_are_dropped_and_randomize_draws_from_permissible() {
     let scopes = lb.scopes();
     let backend = &scopes[0].1;
     assert!(backend.contains(FieldId::SRC_IP));
-    assert!(
-        backend
-            .difference(&set(&["src_ip", "sni", "ja4"]))
-            .is_empty(),
-        "{:?}",
-        backend.names()
-    );
+    assert!(backend.difference(&set(&["src_ip", "sni", "ja4"])).is_empty(), "{:?}", backend.names());
     // random bytes 0b0101_0101: candidates sni (bit 0) = 1, ja4 (bit 1) = 0.
     assert_eq!(backend, &set(&["src_ip", "sni"]));
 
@@ -352,46 +276,23 @@ async fn refused_fields_are_dropped_and_randomize_draws_from_permissible() {
     assert_eq!(log, vec!["SYNC backend=[src_ip,sni]"]);
 
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), agent)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), agent).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn a_required_field_the_lb_refuses_is_reported_and_the_rest_converges() {
     let kme = Kme::default();
     let lb = FakeLb::start(kme.clone()).await;
-    let s = setup(
-        &lb,
-        "required = ['src_ip', 'http_host']\npermissible = ['sni']\n",
-    );
+    let s = setup(&lb, "required = ['src_ip', 'http_host']\npermissible = ['sni']\n");
     let (_reload_tx, reload_rx) = mpsc::channel(1);
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent = tokio::spawn(run_with(s.cfg.clone(), kme.clone(), reload_rx, stop_rx));
-    until("converged", || {
-        lb.scopes() == vec![(Scope::Backend, set(&["src_ip", "sni"]))]
-    })
-    .await;
-    until("status", || {
-        status(&s.status).is_some_and(|v| v["refused"] == serde_json::json!(["http_host"]))
-    })
-    .await;
+    until("converged", || lb.scopes() == vec![(Scope::Backend, set(&["src_ip", "sni"]))]).await;
+    until("status", || status(&s.status).is_some_and(|v| v["refused"] == serde_json::json!(["http_host"]))).await;
     let log = lb.take_log();
-    assert_eq!(
-        log,
-        vec![
-            "REFUSED SYNC backend=[src_ip,sni,http_host]",
-            "SYNC backend=[src_ip,sni]"
-        ]
-    );
+    assert_eq!(log, vec!["REFUSED SYNC backend=[src_ip,sni,http_host]", "SYNC backend=[src_ip,sni]"]);
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), agent)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), agent).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -401,23 +302,13 @@ async fn keeps_retrying_while_the_lb_is_down_and_stops_on_shutdown() {
     let addr = probe.local_addr().unwrap();
     drop(probe);
     let kme = Kme::default();
-    let lb = FakeLb {
-        addr,
-        ..FakeLb::start(kme.clone()).await
-    };
+    let lb = FakeLb { addr, ..FakeLb::start(kme.clone()).await };
     let s = setup(&lb, "required = ['src_ip']\n");
     let (_reload_tx, reload_rx) = mpsc::channel(1);
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent = tokio::spawn(run_with(s.cfg.clone(), kme, reload_rx, stop_rx));
-    until("disconnected status", || {
-        status(&s.status).is_some_and(|v| v["connected"] == false)
-    })
-    .await;
+    until("disconnected status", || status(&s.status).is_some_and(|v| v["connected"] == false)).await;
     assert!(!agent.is_finished());
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), agent)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), agent).await.unwrap().unwrap().unwrap();
 }

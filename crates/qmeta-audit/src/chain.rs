@@ -19,10 +19,7 @@ pub struct ChainHead {
 
 impl ChainHead {
     pub(crate) fn from_parts(next_seq: u64, hash: &[u8; 32]) -> ChainHead {
-        ChainHead {
-            seq: next_seq - 1,
-            hash: hex::encode(hash),
-        }
+        ChainHead { seq: next_seq - 1, hash: hex::encode(hash) }
     }
 }
 
@@ -43,10 +40,7 @@ pub struct Chain {
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chain")
-            .field("head", &self.head())
-            .field("last_ts", &self.last_ts)
-            .finish()
+        f.debug_struct("Chain").field("head", &self.head()).field("last_ts", &self.last_ts).finish()
     }
 }
 
@@ -60,12 +54,7 @@ impl Chain {
     /// A chain with no lines yet: the first line gets `seq` 1 and a `prev`
     /// of 64 zeros.
     pub fn new() -> Chain {
-        Chain {
-            next_seq: 1,
-            prev: ZERO_HASH,
-            last_ts: 0,
-            scratch: Vec::with_capacity(512),
-        }
+        Chain { next_seq: 1, prev: ZERO_HASH, last_ts: 0, scratch: Vec::with_capacity(512) }
     }
 
     /// Continues the chain whose last line is `last_line` (without its
@@ -74,10 +63,7 @@ impl Chain {
     pub fn resume(last_line: &str) -> Result<Chain, VerifyError> {
         let err = |reason: String| VerifyError { line: 1, reason };
         let p = format::parse_line(last_line.as_bytes()).map_err(err)?;
-        let next_seq = p
-            .seq
-            .checked_add(1)
-            .ok_or_else(|| err("seq exhausted".into()))?;
+        let next_seq = p.seq.checked_add(1).ok_or_else(|| err("seq exhausted".into()))?;
         Ok(Chain {
             next_seq,
             prev: Sha256::digest(last_line.as_bytes()).into(),
@@ -132,10 +118,7 @@ mod tests {
     use super::*;
 
     fn lifecycle(what: &str) -> Record {
-        Record::Lifecycle {
-            component: "lb".into(),
-            what: what.into(),
-        }
+        Record::Lifecycle { component: "lb".into(), what: what.into() }
     }
 
     #[test]
@@ -152,15 +135,11 @@ mod tests {
             )
         );
         let h1 = hex::encode(Sha256::digest(l1.as_bytes()));
-        assert_eq!(
-            c.head(),
-            ChainHead {
-                seq: 1,
-                hash: h1.clone()
-            }
-        );
+        assert_eq!(c.head(), ChainHead { seq: 1, hash: h1.clone() });
         let l2 = c.append(1_700_000_000_002, &lifecycle("x"));
-        assert!(l2.starts_with(&format!("{{\"seq\":2,\"ts\":\"2023-11-14T22:13:20.002Z\",\"prev\":\"{h1}\",\"event\":\"lifecycle\"")));
+        assert!(l2.starts_with(&format!(
+            "{{\"seq\":2,\"ts\":\"2023-11-14T22:13:20.002Z\",\"prev\":\"{h1}\",\"event\":\"lifecycle\""
+        )));
     }
 
     #[test]

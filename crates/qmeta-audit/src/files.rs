@@ -90,22 +90,15 @@ pub(crate) fn scan_tail(file: &mut File) -> Result<Tail, TailError> {
     let last_nl = rfind_newline(file, len, limit)?;
     let complete_end = last_nl.map_or(0, |p| p + 1);
     if last_nl.is_none() && len > limit {
-        return Err(TailError::Corrupt(
-            "no newline near the end: not an audit log, or damaged".into(),
-        ));
+        return Err(TailError::Corrupt("no newline near the end: not an audit log, or damaged".into()));
     }
     let torn = read_at(file, complete_end, len - complete_end)?;
     let n = torn.len().min(LINE_START.len());
     if torn[..n] != LINE_START[..n] {
-        return Err(TailError::Corrupt(
-            "unterminated tail is not the start of a record".into(),
-        ));
+        return Err(TailError::Corrupt("unterminated tail is not the start of a record".into()));
     }
     let Some(last_nl) = last_nl else {
-        return Ok(Tail {
-            complete_end,
-            last_line: None,
-        });
+        return Ok(Tail { complete_end, last_line: None });
     };
     let start = match rfind_newline(file, last_nl, limit)? {
         Some(p) => p + 1,
@@ -113,12 +106,8 @@ pub(crate) fn scan_tail(file: &mut File) -> Result<Tail, TailError> {
         None => return Err(TailError::Corrupt("last line is too long".into())),
     };
     let line = read_at(file, start, last_nl - start)?;
-    let line =
-        String::from_utf8(line).map_err(|_| TailError::Corrupt("last line is not UTF-8".into()))?;
-    Ok(Tail {
-        complete_end,
-        last_line: Some(line),
-    })
+    let line = String::from_utf8(line).map_err(|_| TailError::Corrupt("last line is not UTF-8".into()))?;
+    Ok(Tail { complete_end, last_line: Some(line) })
 }
 
 fn read_at(file: &mut File, at: u64, len: u64) -> io::Result<Vec<u8>> {
@@ -175,10 +164,7 @@ mod tests {
 
     #[test]
     fn refuses_foreign_tails() {
-        assert!(matches!(
-            tail_of(b"{\"seq\":1}\nhello"),
-            Err(TailError::Corrupt(_))
-        ));
+        assert!(matches!(tail_of(b"{\"seq\":1}\nhello"), Err(TailError::Corrupt(_))));
         let big = vec![b'x'; MAX_LINE_BYTES + 10];
         assert!(matches!(tail_of(&big), Err(TailError::Corrupt(_))));
     }
@@ -186,10 +172,7 @@ mod tests {
     #[test]
     fn names_parts_so_they_sort_by_age() {
         let p = Path::new("/var/log/audit.log");
-        assert_eq!(
-            rotated_path(p, 42),
-            Path::new("/var/log/audit.log.00000000000000000042")
-        );
+        assert_eq!(rotated_path(p, 42), Path::new("/var/log/audit.log.00000000000000000042"));
         assert_eq!(next_path(p), Path::new("/var/log/audit.log.next"));
     }
 }

@@ -36,9 +36,7 @@ pub(crate) fn parse_ts(b: &[u8]) -> Option<u64> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<u64> {
-        b[r].iter().try_fold(0u64, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u64::from(c - b'0'))
-        })
+        b[r].iter().try_fold(0u64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u64::from(c - b'0')))
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
@@ -161,9 +159,7 @@ pub(crate) fn parse_line(b: &[u8]) -> Result<Parsed<'_>, String> {
     if digits.is_empty() || digits.len() > 20 || (digits.len() > 1 && digits[0] == b'0') {
         return Err("seq is not a canonical decimal".into());
     }
-    let seq = digits.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    });
+    let seq = digits.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')));
     let seq = seq.ok_or("seq out of range")?;
     c.lit(b",\"ts\":\"", "`,\"ts\":\"`")?;
     let ts = c.take_while(TS_LEN, |x| x != b'"');
@@ -175,10 +171,7 @@ pub(crate) fn parse_line(b: &[u8]) -> Result<Parsed<'_>, String> {
         return Err("prev is not 64 lowercase hex digits".into());
     }
     c.lit(b"\",\"event\":\"", "`\",\"event\":\"`")?;
-    let event = c.take_while(
-        MAX_EVENT_LEN,
-        |x| matches!(x, b'a'..=b'z' | b'0'..=b'9' | b'_'),
-    );
+    let event = c.take_while(MAX_EVENT_LEN, |x| matches!(x, b'a'..=b'z' | b'0'..=b'9' | b'_'));
     if event.is_empty() || event.len() > MAX_EVENT_LEN {
         return Err("event is not a snake_case name".into());
     }
@@ -187,15 +180,9 @@ pub(crate) fn parse_line(b: &[u8]) -> Result<Parsed<'_>, String> {
         return Err("record does not end its object".into());
     }
     // The prefix is ours; the rest must make the whole line one JSON object.
-    serde_json::from_slice::<serde::de::IgnoredAny>(b)
-        .map_err(|e| format!("invalid JSON at column {}", e.column()))?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(b).map_err(|e| format!("invalid JSON at column {}", e.column()))?;
     let event = std::str::from_utf8(event).map_err(|_| "event is not UTF-8")?;
-    Ok(Parsed {
-        seq,
-        ts_ms,
-        prev,
-        event,
-    })
+    Ok(Parsed { seq, ts_ms, prev, event })
 }
 
 #[cfg(test)]
@@ -212,14 +199,7 @@ mod tests {
 
     #[test]
     fn ts_round_trips_and_rejects_non_canonical() {
-        for ms in [
-            0,
-            1,
-            86_399_999,
-            951_782_400_123,
-            4_102_444_800_000,
-            MAX_TS_MS,
-        ] {
+        for ms in [0, 1, 86_399_999, 951_782_400_123, 4_102_444_800_000, MAX_TS_MS] {
             assert_eq!(parse_ts(&format_ts(ms)), Some(ms));
         }
         assert_eq!(parse_ts(b"2023-02-30T00:00:00.000Z"), None);

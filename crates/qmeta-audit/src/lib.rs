@@ -38,6 +38,4 @@ mod writer;
 pub use chain::{Chain, ChainHead};
 pub use log::{AuditError, AuditLog, AuditOptions};
 pub use record::{Record, MAX_LINE_BYTES};
-pub use verify::{
-    verify, verify_file, verify_rotated, RotatedVerifyError, VerifyError, VerifySummary,
-};
+pub use verify::{verify, verify_file, verify_rotated, RotatedVerifyError, VerifyError, VerifySummary};

@@ -25,11 +25,7 @@ pub struct AuditOptions {
 
 impl Default for AuditOptions {
     fn default() -> Self {
-        AuditOptions {
-            queue_capacity: 65_536,
-            fsync_interval: Duration::from_millis(100),
-            max_file_bytes: 0,
-        }
+        AuditOptions { queue_capacity: 65_536, fsync_interval: Duration::from_millis(100), max_file_bytes: 0 }
     }
 }
 
@@ -57,10 +53,7 @@ pub enum AuditError {
     InvalidOptions(&'static str),
     /// Opening, reading or preparing the file failed.
     #[error("audit log {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The existing file does not end in a valid record, so the chain cannot
     /// be resumed. The file was left untouched; move it aside (and keep it)
     /// to start a new chain.
@@ -98,17 +91,12 @@ impl Drop for Joiner {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog")
-            .field("path", &self.inner.path)
-            .field("head", &self.head())
-            .finish()
+        f.debug_struct("AuditLog").field("path", &self.inner.path).field("head", &self.head()).finish()
     }
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn check(rec: &Record) -> Result<(), AuditError> {
@@ -139,9 +127,7 @@ impl AuditLog {
     /// record is refused ([`AuditError::Corrupt`]) and left untouched.
     pub fn open(path: &Path, opts: AuditOptions) -> Result<AuditLog, AuditError> {
         if opts.queue_capacity == 0 {
-            return Err(AuditError::InvalidOptions(
-                "queue_capacity must be at least 1",
-            ));
+            return Err(AuditError::InvalidOptions("queue_capacity must be at least 1"));
         }
         let w = writer::Writer::open(path, &opts, now_ms())?;
         let head = w.head_handle();
@@ -149,18 +135,8 @@ impl AuditLog {
         let handle = std::thread::Builder::new()
             .name("qmeta-audit".into())
             .spawn(move || w.run(rx))
-            .map_err(|source| AuditError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(AuditLog {
-            inner: Arc::new(Inner {
-                tx,
-                head,
-                path: path.to_path_buf(),
-                _join: Joiner(Some(handle)),
-            }),
-        })
+            .map_err(|source| AuditError::Io { path: path.to_path_buf(), source })?;
+        Ok(AuditLog { inner: Arc::new(Inner { tx, head, path: path.to_path_buf(), _join: Joiner(Some(handle)) }) })
     }
 
     /// Enqueues `rec`, time-stamped now. Never blocks. An error means the
@@ -169,10 +145,7 @@ impl AuditLog {
     pub fn record(&self, rec: Record) -> Result<(), AuditError> {
         check(&rec)?;
         let ts_ms = now_ms();
-        self.inner
-            .tx
-            .try_send(Msg::Record { ts_ms, rec })
-            .map_err(map_send)
+        self.inner.tx.try_send(Msg::Record { ts_ms, rec }).map_err(map_send)
     }
 
     /// Enqueues `rec` and resolves once its line is written and fsynced.
@@ -182,10 +155,7 @@ impl AuditLog {
         check(&rec)?;
         let ts_ms = now_ms();
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.inner
-            .tx
-            .try_send(Msg::Durable { ts_ms, rec, done })
-            .map_err(map_send)?;
+        self.inner.tx.try_send(Msg::Durable { ts_ms, rec, done }).map_err(map_send)?;
         wait.await.map_err(|_| AuditError::WriterStopped)
     }
 
@@ -194,21 +164,14 @@ impl AuditLog {
     /// worker.
     pub fn flush(&self) -> Result<(), AuditError> {
         let (done, wait) = mpsc::sync_channel(1);
-        self.inner
-            .tx
-            .send(Msg::Flush(done))
-            .map_err(|_| AuditError::WriterStopped)?;
+        self.inner.tx.send(Msg::Flush(done)).map_err(|_| AuditError::WriterStopped)?;
         wait.recv().map_err(|_| AuditError::WriterStopped)
     }
 
     /// `seq` and hash of the last record written to the file (it may not be
     /// fsynced yet; after [`flush`](Self::flush) it is).
     pub fn head(&self) -> ChainHead {
-        self.inner
-            .head
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.head.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The path this log writes to.
@@ -222,13 +185,7 @@ impl AuditLog {
     pub(crate) fn pause(&self) -> mpsc::SyncSender<()> {
         let (paused_tx, paused_rx) = mpsc::sync_channel(1);
         let (resume_tx, resume_rx) = mpsc::sync_channel(1);
-        self.inner
-            .tx
-            .send(Msg::Pause {
-                paused: paused_tx,
-                resume: resume_rx,
-            })
-            .expect("writer running");
+        self.inner.tx.send(Msg::Pause { paused: paused_tx, resume: resume_rx }).expect("writer running");
         paused_rx.recv().expect("writer parked");
         resume_tx
     }
@@ -239,21 +196,14 @@ mod tests {
     use super::*;
 
     fn rec(i: u64) -> Record {
-        Record::ConnectionRefused {
-            conn_id: i,
-            backend: None,
-            reason: "limit".into(),
-        }
+        Record::ConnectionRefused { conn_id: i, backend: None, reason: "limit".into() }
     }
 
     #[test]
     fn full_queue_is_refused_then_drains() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let opts = AuditOptions {
-            queue_capacity: 3,
-            ..AuditOptions::default()
-        };
+        let opts = AuditOptions { queue_capacity: 3, ..AuditOptions::default() };
         let log = AuditLog::open(&path, opts).unwrap();
         let resume = log.pause();
         for i in 0..3 {
@@ -273,23 +223,12 @@ mod tests {
     fn options_and_records_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let bad = AuditOptions {
-            queue_capacity: 0,
-            ..AuditOptions::default()
-        };
-        assert!(matches!(
-            AuditLog::open(&path, bad),
-            Err(AuditError::InvalidOptions(_))
-        ));
+        let bad = AuditOptions { queue_capacity: 0, ..AuditOptions::default() };
+        assert!(matches!(AuditLog::open(&path, bad), Err(AuditError::InvalidOptions(_))));
         let log = AuditLog::open(&path, AuditOptions::default()).unwrap();
-        let rotated = Record::Rotated {
-            previous_file: "x".into(),
-        };
+        let rotated = Record::Rotated { previous_file: "x".into() };
         assert!(matches!(log.record(rotated), Err(AuditError::Reserved)));
-        let huge = Record::Lifecycle {
-            component: "lb".into(),
-            what: "x".repeat(MAX_LINE_BYTES / 6),
-        };
+        let huge = Record::Lifecycle { component: "lb".into(), what: "x".repeat(MAX_LINE_BYTES / 6) };
         assert!(matches!(log.record(huge), Err(AuditError::RecordTooLarge)));
         log.flush().unwrap();
         assert_eq!(log.head().seq, 0);

@@ -57,25 +57,13 @@ pub enum Record {
         drawn: Option<Vec<u16>>,
     },
     /// Key material was fetched from a KME (the id only).
-    KeyFetched {
-        sae: String,
-        key_id: String,
-        purpose: String,
-    },
+    KeyFetched { sae: String, key_id: String, purpose: String },
     /// A backend's sealing key was replaced.
-    KeyRotated {
-        backend: String,
-        key_id: String,
-        previous: Option<String>,
-    },
+    KeyRotated { backend: String, key_id: String, previous: Option<String> },
     /// No usable key for a backend (the LB fails closed).
     KeyUnavailable { backend: String, reason: String },
     /// A client connection was refused.
-    ConnectionRefused {
-        conn_id: u64,
-        backend: Option<String>,
-        reason: String,
-    },
+    ConnectionRefused { conn_id: u64, backend: Option<String>, reason: String },
     /// Start, stop, reload, recovery of a component.
     Lifecycle { component: String, what: String },
     /// First record of a file after rotation; written by the log itself
@@ -102,42 +90,16 @@ impl Record {
             x.len().saturating_mul(6)
         }
         let parts: [usize; 4] = match self {
-            Record::CertIssued {
-                serial,
-                backend,
-                fields,
-                dropped,
-                key_id,
-                ..
-            } => [s(serial) + s(backend), v(fields), v(dropped), s(key_id)],
-            Record::Dmcp {
-                peer,
-                sender,
-                key_id,
-                command,
-                reason,
-                drawn,
-                ..
-            } => [
-                s(peer) + s(sender),
-                os(key_id) + s(command),
-                os(reason),
-                drawn.as_deref().map_or(0, v),
-            ],
-            Record::KeyFetched {
-                sae,
-                key_id,
-                purpose,
-            } => [s(sae), s(key_id), s(purpose), 0],
-            Record::KeyRotated {
-                backend,
-                key_id,
-                previous,
-            } => [s(backend), s(key_id), os(previous), 0],
+            Record::CertIssued { serial, backend, fields, dropped, key_id, .. } => {
+                [s(serial) + s(backend), v(fields), v(dropped), s(key_id)]
+            }
+            Record::Dmcp { peer, sender, key_id, command, reason, drawn, .. } => {
+                [s(peer) + s(sender), os(key_id) + s(command), os(reason), drawn.as_deref().map_or(0, v)]
+            }
+            Record::KeyFetched { sae, key_id, purpose } => [s(sae), s(key_id), s(purpose), 0],
+            Record::KeyRotated { backend, key_id, previous } => [s(backend), s(key_id), os(previous), 0],
             Record::KeyUnavailable { backend, reason } => [s(backend), s(reason), 0, 0],
-            Record::ConnectionRefused {
-                backend, reason, ..
-            } => [os(backend), s(reason), 0, 0],
+            Record::ConnectionRefused { backend, reason, .. } => [os(backend), s(reason), 0, 0],
             Record::Lifecycle { component, what } => [s(component), s(what), 0, 0],
             Record::Rotated { previous_file } => [s(previous_file), 0, 0, 0],
         };
@@ -147,8 +109,6 @@ impl Record {
     /// True when the record is guaranteed to serialize into a line of at
     /// most [`MAX_LINE_BYTES`].
     pub fn fits(&self) -> bool {
-        self.weight()
-            .checked_add(LINE_OVERHEAD)
-            .is_some_and(|n| n <= MAX_LINE_BYTES)
+        self.weight().checked_add(LINE_OVERHEAD).is_some_and(|n| n <= MAX_LINE_BYTES)
     }
 }

@@ -58,10 +58,7 @@ pub fn verify(mut reader: impl BufRead) -> Result<VerifySummary, VerifyError> {
 
 /// [`verify`] on a file.
 pub fn verify_file(path: &Path) -> Result<VerifySummary, VerifyError> {
-    let file = std::fs::File::open(path).map_err(|e| VerifyError {
-        line: 0,
-        reason: format!("cannot open: {e}"),
-    })?;
+    let file = std::fs::File::open(path).map_err(|e| VerifyError { line: 0, reason: format!("cannot open: {e}") })?;
     verify(BufReader::with_capacity(64 * 1024, file))
 }
 
@@ -76,8 +73,7 @@ pub fn verify_rotated(path: &Path) -> Result<VerifySummary, RotatedVerifyError> 
         file: file.to_path_buf(),
         error: VerifyError { line, reason },
     };
-    let mut parts =
-        files::rotated_parts(path).map_err(|e| fail(path, 0, format!("cannot list: {e}")))?;
+    let mut parts = files::rotated_parts(path).map_err(|e| fail(path, 0, format!("cannot list: {e}")))?;
     if path.exists() {
         parts.push(path.to_path_buf());
     }
@@ -89,23 +85,16 @@ pub fn verify_rotated(path: &Path) -> Result<VerifySummary, RotatedVerifyError> 
     let mut previous: Option<String> = None;
     for part in &parts {
         v.start_file(previous.take());
-        let file =
-            std::fs::File::open(part).map_err(|e| fail(part, 0, format!("cannot open: {e}")))?;
+        let file = std::fs::File::open(part).map_err(|e| fail(part, 0, format!("cannot open: {e}")))?;
         let mut reader = BufReader::with_capacity(64 * 1024, file);
-        verify_stream(&mut v, &mut reader, &mut buf).map_err(|error| RotatedVerifyError {
-            file: part.clone(),
-            error,
-        })?;
+        verify_stream(&mut v, &mut reader, &mut buf)
+            .map_err(|error| RotatedVerifyError { file: part.clone(), error })?;
         previous = part.file_name().map(|n| n.to_string_lossy().into_owned());
     }
     Ok(v.summary())
 }
 
-fn verify_stream(
-    v: &mut Verifier,
-    reader: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-) -> Result<(), VerifyError> {
+fn verify_stream(v: &mut Verifier, reader: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<(), VerifyError> {
     loop {
         buf.clear();
         let reason = match read_line(reader, buf, MAX_LINE_BYTES) {
@@ -118,10 +107,7 @@ fn verify_stream(
             Ok(Line::TooLong) => format!("line longer than {MAX_LINE_BYTES} bytes"),
             Err(e) => format!("read error: {e}"),
         };
-        return Err(VerifyError {
-            line: v.line + 1,
-            reason,
-        });
+        return Err(VerifyError { line: v.line + 1, reason });
     }
 }
 
@@ -142,11 +128,7 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Re
             Err(e) => return Err(e),
         };
         if avail.is_empty() {
-            return Ok(if buf.is_empty() {
-                Line::Eof
-            } else {
-                Line::Torn
-            });
+            return Ok(if buf.is_empty() { Line::Eof } else { Line::Torn });
         }
         let (chunk, found) = match avail.iter().position(|&b| b == b'\n') {
             Some(i) => (i, true),
@@ -198,15 +180,11 @@ impl Verifier {
             None => {
                 let starts_chain = p.prev == ZERO_HASH;
                 if starts_chain && p.seq != 1 {
-                    return Err(err(format!(
-                        "first line of a chain has seq {}, not 1",
-                        p.seq
-                    )));
+                    return Err(err(format!("first line of a chain has seq {}, not 1", p.seq)));
                 }
                 if !starts_chain && p.event != "rotated" {
                     return Err(err(
-                        "first line neither starts a chain (prev of zeros) nor continues one (rotated)"
-                            .into(),
+                        "first line neither starts a chain (prev of zeros) nor continues one (rotated)".into()
                     ));
                 }
             }
@@ -239,10 +217,7 @@ impl Verifier {
         if p.ts_ms < self.last_ts {
             return Err(err("ts is earlier than the previous line's".into()));
         }
-        let next = p
-            .seq
-            .checked_add(1)
-            .ok_or_else(|| err("seq exhausted".into()))?;
+        let next = p.seq.checked_add(1).ok_or_else(|| err("seq exhausted".into()))?;
         self.last_ts = p.ts_ms;
         self.expect = Some((next, Sha256::digest(line).into()));
         self.records += 1;
@@ -254,9 +229,6 @@ impl Verifier {
             Some((next, hash)) => ChainHead::from_parts(*next, hash),
             None => ChainHead::from_parts(1, &ZERO_HASH),
         };
-        VerifySummary {
-            records: self.records,
-            head,
-        }
+        VerifySummary { records: self.records, head }
     }
 }

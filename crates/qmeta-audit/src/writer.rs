@@ -57,22 +57,11 @@ pub(crate) struct Writer {
 impl Writer {
     /// Opens the file, recovers from a crash, resumes the chain.
     pub(crate) fn open(path: &Path, opts: &AuditOptions, now: u64) -> Result<Writer, AuditError> {
-        let io_err = |source| AuditError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let corrupt = |reason: String| AuditError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let io_err = |source| AuditError::Io { path: path.to_path_buf(), source };
+        let corrupt = |reason: String| AuditError::Corrupt { path: path.to_path_buf(), reason };
         finish_rotation(path).map_err(io_err)?;
         let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io_err)?;
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err)?;
         if !existed {
             files::sync_dir(path).map_err(io_err)?;
         }
@@ -82,9 +71,7 @@ impl Writer {
             Err(TailError::Corrupt(reason)) => return Err(corrupt(reason)),
         };
         let chain = match &tail.last_line {
-            Some(line) => {
-                Chain::resume(line).map_err(|e| corrupt(format!("last line: {}", e.reason)))?
-            }
+            Some(line) => Chain::resume(line).map_err(|e| corrupt(format!("last line: {}", e.reason)))?,
             None => Chain::new(),
         };
         let len = file.metadata().map_err(io_err)?.len();
@@ -253,15 +240,8 @@ impl Writer {
         if next.exists() {
             std::fs::remove_file(&next)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .open(&next)?;
-        let previous_file = old
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let mut file = OpenOptions::new().read(true).append(true).create_new(true).open(&next)?;
+        let previous_file = old.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.append(now_ms(), &Record::Rotated { previous_file });
         file.write_all(&self.batch)?;
         file.sync_data()?;

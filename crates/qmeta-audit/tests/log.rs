@@ -4,24 +4,14 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use qmeta_audit::{
-    verify, verify_file, verify_rotated, AuditError, AuditLog, AuditOptions, Record,
-};
+use qmeta_audit::{verify, verify_file, verify_rotated, AuditError, AuditLog, AuditOptions, Record};
 
 fn refused(i: u64) -> Record {
-    Record::ConnectionRefused {
-        conn_id: i,
-        backend: Some("app-1".into()),
-        reason: "no key".into(),
-    }
+    Record::ConnectionRefused { conn_id: i, backend: Some("app-1".into()), reason: "no key".into() }
 }
 
 fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
 }
 
 fn conn_ids(path: &Path) -> Vec<u64> {
@@ -83,9 +73,7 @@ fn clones_share_one_chain() {
     assert_eq!(s.records, 1000);
     let mut ids = conn_ids(&path);
     ids.sort_unstable();
-    let want: Vec<u64> = (0..4)
-        .flat_map(|t| (0..250).map(move |i| t * 1000 + i))
-        .collect();
+    let want: Vec<u64> = (0..4).flat_map(|t| (0..250).map(move |i| t * 1000 + i)).collect();
     assert_eq!(ids, want);
 }
 
@@ -94,10 +82,7 @@ async fn durable_record_is_in_the_file_when_it_resolves() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     // A long interval: only the durable request can explain the fsync.
-    let opts = AuditOptions {
-        fsync_interval: Duration::from_secs(3600),
-        ..AuditOptions::default()
-    };
+    let opts = AuditOptions { fsync_interval: Duration::from_secs(3600), ..AuditOptions::default() };
     let log = AuditLog::open(&path, opts).unwrap();
     log.record(refused(1)).unwrap();
     log.record_durable(Record::Dmcp {
@@ -131,10 +116,7 @@ fn torn_tail_is_truncated_and_recorded_on_open() {
         }
     }
     let good = std::fs::read(&path).unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
     let torn = b"{\"seq\":4,\"ts\":\"2024-";
     f.write_all(torn).unwrap();
     drop(f);
@@ -166,10 +148,7 @@ fn corrupt_last_line_is_refused_and_left_alone() {
         let log = AuditLog::open(&path, AuditOptions::default()).unwrap();
         log.record(refused(0)).unwrap();
     }
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
     f.write_all(b"{\"seq\":2,\"garbage\":true}\n").unwrap();
     drop(f);
     let before = std::fs::read(&path).unwrap();
@@ -186,10 +165,7 @@ fn corrupt_last_line_is_refused_and_left_alone() {
 fn rotation_links_parts_into_one_chain() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let opts = AuditOptions {
-        max_file_bytes: 1000,
-        ..AuditOptions::default()
-    };
+    let opts = AuditOptions { max_file_bytes: 1000, ..AuditOptions::default() };
     let log = AuditLog::open(&path, opts).unwrap();
     for i in 0..40 {
         log.record(refused(i)).unwrap();
@@ -218,12 +194,7 @@ fn rotation_links_parts_into_one_chain() {
     // before; the live file names the newest part.
     let live = read_lines(&path);
     let first: Record = serde_json::from_str(&live[0]).unwrap();
-    assert_eq!(
-        first,
-        Record::Rotated {
-            previous_file: parts.last().unwrap().clone()
-        }
-    );
+    assert_eq!(first, Record::Rotated { previous_file: parts.last().unwrap().clone() });
     // Concatenated in order, the parts are one stream for `verify`.
     let mut all = Vec::new();
     for p in &parts {
@@ -244,21 +215,15 @@ fn rotation_links_parts_into_one_chain() {
 fn missing_middle_part_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let opts = AuditOptions {
-        max_file_bytes: 600,
-        ..AuditOptions::default()
-    };
+    let opts = AuditOptions { max_file_bytes: 600, ..AuditOptions::default() };
     let log = AuditLog::open(&path, opts).unwrap();
     for i in 0..30 {
         log.record(refused(i)).unwrap();
         log.flush().unwrap();
     }
     drop(log);
-    let mut parts: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p != &path)
-        .collect();
+    let mut parts: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p != &path).collect();
     parts.sort();
     assert!(parts.len() >= 3);
     // A missing middle part breaks the chain at the part after it...
@@ -275,10 +240,7 @@ fn missing_middle_part_is_reported() {
 fn interrupted_rotation_is_completed_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
-    let opts = AuditOptions {
-        max_file_bytes: 300,
-        ..AuditOptions::default()
-    };
+    let opts = AuditOptions { max_file_bytes: 300, ..AuditOptions::default() };
     {
         let log = AuditLog::open(&path, opts.clone()).unwrap();
         for i in 0..3 {
@@ -305,17 +267,11 @@ async fn writer_failure_closes_the_log() {
     let path = dir.path().join("audit.log");
     // The first rotation (after seq 1) will find its target taken.
     std::fs::write(dir.path().join("audit.log.00000000000000000001"), b"").unwrap();
-    let opts = AuditOptions {
-        max_file_bytes: 1,
-        ..AuditOptions::default()
-    };
+    let opts = AuditOptions { max_file_bytes: 1, ..AuditOptions::default() };
     let log = AuditLog::open(&path, opts).unwrap();
     // Durable: written and synced before the rotation that fails.
     log.record_durable(refused(0)).await.unwrap();
     assert!(matches!(log.flush(), Err(AuditError::WriterStopped)));
-    assert!(matches!(
-        log.record(refused(1)),
-        Err(AuditError::WriterStopped)
-    ));
+    assert!(matches!(log.record(refused(1)), Err(AuditError::WriterStopped)));
     assert_eq!(verify_file(&path).unwrap().records, 1);
 }

@@ -31,19 +31,14 @@ fn record(i: u64) -> Record {
             key_id: format!("k-{i}"),
             previous: Some(format!("k-{}", i - 1)),
         },
-        _ => Record::Lifecycle {
-            component: "lb".into(),
-            what: "reload".into(),
-        },
+        _ => Record::Lifecycle { component: "lb".into(), what: "reload".into() },
     }
 }
 
 /// `n` chained lines, time stamps one millisecond apart.
 fn lines(n: u64) -> (Vec<String>, ChainHead) {
     let mut chain = Chain::new();
-    let lines = (0..n)
-        .map(|i| chain.append(1_700_000_000_000 + i, &record(i)))
-        .collect();
+    let lines = (0..n).map(|i| chain.append(1_700_000_000_000 + i, &record(i))).collect();
     (lines, chain.head())
 }
 
@@ -68,13 +63,7 @@ fn ten_thousand_good_records_verify() {
 fn empty_log_verifies_to_the_zero_head() {
     let s = verify(&b""[..]).unwrap();
     assert_eq!(s.records, 0);
-    assert_eq!(
-        s.head,
-        ChainHead {
-            seq: 0,
-            hash: "0".repeat(64)
-        }
-    );
+    assert_eq!(s.head, ChainHead { seq: 0, hash: "0".repeat(64) });
 }
 
 #[test]
@@ -214,36 +203,18 @@ fn arb_string() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-z0-9:.-]{0,20}",
         any::<String>(),
-        proptest::collection::vec(0u8..0x20, 0..50)
-            .prop_map(|v| v.into_iter().map(char::from).collect()),
+        proptest::collection::vec(0u8..0x20, 0..50).prop_map(|v| v.into_iter().map(char::from).collect()),
     ]
 }
 
 fn arb_record() -> impl Strategy<Value = Record> {
     let ids = || proptest::collection::vec(any::<u16>(), 0..40);
     prop_oneof![
-        (
-            arb_string(),
-            arb_string(),
-            ids(),
-            ids(),
-            arb_string(),
-            any::<u64>(),
-            any::<u64>()
-        )
-            .prop_map(
-                |(serial, backend, fields, dropped, key_id, state_version, conn_id)| {
-                    Record::CertIssued {
-                        serial,
-                        backend,
-                        fields,
-                        dropped,
-                        key_id,
-                        state_version,
-                        conn_id,
-                    }
-                }
-            ),
+        (arb_string(), arb_string(), ids(), ids(), arb_string(), any::<u64>(), any::<u64>()).prop_map(
+            |(serial, backend, fields, dropped, key_id, state_version, conn_id)| {
+                Record::CertIssued { serial, backend, fields, dropped, key_id, state_version, conn_id }
+            }
+        ),
         (
             arb_string(),
             arb_string(),
@@ -255,43 +226,14 @@ fn arb_record() -> impl Strategy<Value = Record> {
             proptest::option::of(any::<u64>()),
             proptest::option::of(ids()),
         )
-            .prop_map(
-                |(peer, sender, key_id, seq, command, accepted, reason, state_version, drawn)| {
-                    Record::Dmcp {
-                        peer,
-                        sender,
-                        key_id,
-                        seq,
-                        command,
-                        accepted,
-                        reason,
-                        state_version,
-                        drawn,
-                    }
-                }
-            ),
-        (
-            arb_string(),
-            arb_string(),
-            proptest::option::of(arb_string())
-        )
-            .prop_map(|(backend, key_id, previous)| Record::KeyRotated {
-                backend,
-                key_id,
-                previous
+            .prop_map(|(peer, sender, key_id, seq, command, accepted, reason, state_version, drawn)| {
+                Record::Dmcp { peer, sender, key_id, seq, command, accepted, reason, state_version, drawn }
             }),
-        (
-            any::<u64>(),
-            proptest::option::of(arb_string()),
-            arb_string()
-        )
-            .prop_map(|(conn_id, backend, reason)| Record::ConnectionRefused {
-                conn_id,
-                backend,
-                reason
-            }),
-        (arb_string(), arb_string())
-            .prop_map(|(component, what)| Record::Lifecycle { component, what }),
+        (arb_string(), arb_string(), proptest::option::of(arb_string()))
+            .prop_map(|(backend, key_id, previous)| Record::KeyRotated { backend, key_id, previous }),
+        (any::<u64>(), proptest::option::of(arb_string()), arb_string())
+            .prop_map(|(conn_id, backend, reason)| Record::ConnectionRefused { conn_id, backend, reason }),
+        (arb_string(), arb_string()).prop_map(|(component, what)| Record::Lifecycle { component, what }),
     ]
 }
 
@@ -356,11 +298,7 @@ fn weight_of(rec: &Record) -> usize {
         match v {
             serde_json::Value::String(s) => s.len() * 6,
             serde_json::Value::Array(a) => a.len() * 6,
-            serde_json::Value::Object(o) => o
-                .iter()
-                .filter(|(k, _)| k.as_str() != "event")
-                .map(|(_, v)| walk(v))
-                .sum(),
+            serde_json::Value::Object(o) => o.iter().filter(|(k, _)| k.as_str() != "event").map(|(_, v)| walk(v)).sum(),
             _ => 0,
         }
     }
@@ -372,10 +310,7 @@ fn weight_of(rec: &Record) -> usize {
 fn documented_example_is_reproduced() {
     let key = "5b1c9a1e-2f0e-4a8b-9c7d-3e2f1a0b9c8d";
     let recs = [
-        Record::Lifecycle {
-            component: "lb".into(),
-            what: "started on 127.0.0.1:8443".into(),
-        },
+        Record::Lifecycle { component: "lb".into(), what: "started on 127.0.0.1:8443".into() },
         Record::Dmcp {
             peer: "127.0.0.1:40122".into(),
             sender: "app-1".into(),
@@ -398,11 +333,7 @@ fn documented_example_is_reproduced() {
         },
     ];
     let mut chain = Chain::new();
-    let got: Vec<String> = recs
-        .iter()
-        .zip(0u64..)
-        .map(|(r, i)| chain.append(1_718_000_000_000 + 250 * i, r))
-        .collect();
+    let got: Vec<String> = recs.iter().zip(0u64..).map(|(r, i)| chain.append(1_718_000_000_000 + 250 * i, r)).collect();
     let doc = include_str!("../../../docs/AUDIT.md");
     let block = doc
         .split("```\n")
@@ -410,9 +341,6 @@ fn documented_example_is_reproduced() {
         .expect("example block in docs/AUDIT.md");
     let want: Vec<&str> = block.lines().collect();
     assert_eq!(got, want);
-    assert_eq!(
-        chain.head().hash,
-        "2339d5e5bfb593b51e8fb470931ede1fcd4f75892764e78b02bd2eb1e6d0f2fc"
-    );
+    assert_eq!(chain.head().hash, "2339d5e5bfb593b51e8fb470931ede1fcd4f75892764e78b02bd2eb1e6d0f2fc");
     assert!(doc.contains(&chain.head().hash));
 }

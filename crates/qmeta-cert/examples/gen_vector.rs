@@ -17,9 +17,8 @@ use std::path::Path;
 
 /// Fixed inputs, shared with the test that checks the vector.
 const QKD_KEY_HEX: &str = "6a1f3c9e05b2d8477e90c1a35f28e6b40d9c7a12e35f8b6049d1c2e7a8b3f051";
-const SERIAL: [u8; 16] = [
-    0x4e, 0x2a, 0x91, 0x07, 0xc3, 0x5d, 0x18, 0xf6, 0xa0, 0x3b, 0x72, 0xee, 0x09, 0x64, 0xd5, 0x8c,
-];
+const SERIAL: [u8; 16] =
+    [0x4e, 0x2a, 0x91, 0x07, 0xc3, 0x5d, 0x18, 0xf6, 0xa0, 0x3b, 0x72, 0xee, 0x09, 0x64, 0xd5, 0x8c];
 const KEY_ID: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 const NOW: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 const VALIDITY: u32 = 300;
@@ -27,56 +26,28 @@ const STATE_VERSION: u64 = 7;
 
 fn fields() -> Vec<(FieldId, FieldValue)> {
     vec![
-        (
-            FieldId::SRC_IP,
-            FieldValue::Ip("198.51.100.23".parse().unwrap()),
-        ),
+        (FieldId::SRC_IP, FieldValue::Ip("198.51.100.23".parse().unwrap())),
         (FieldId::SRC_PORT, FieldValue::U16(51514)),
-        (
-            FieldId::DST_IP,
-            FieldValue::Ip("2001:db8::443".parse().unwrap()),
-        ),
+        (FieldId::DST_IP, FieldValue::Ip("2001:db8::443".parse().unwrap())),
         (FieldId::DST_PORT, FieldValue::U16(443)),
-        (
-            FieldId::TIMESTAMP,
-            FieldValue::TimestampMs(1_767_225_600_123),
-        ),
+        (FieldId::TIMESTAMP, FieldValue::TimestampMs(1_767_225_600_123)),
         (FieldId::SNI, FieldValue::Text("api.example.com".into())),
         (FieldId::ALPN, FieldValue::Text("h2".into())),
         (FieldId::TLS_VERSION, FieldValue::U16(0x0304)),
         (FieldId::CIPHER_SUITE, FieldValue::U16(0x1301)),
-        (
-            FieldId::JA4,
-            FieldValue::Text("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
-        ),
+        (FieldId::JA4, FieldValue::Text("t13d1516h2_8daaf6152771_e5627efa2ab1".into())),
         (FieldId::GEO_ASN, FieldValue::U32(64496)),
-        (
-            FieldId::CLIENT_CERT_FINGERPRINT,
-            FieldValue::Bytes((0u8..32).map(|i| i.wrapping_mul(37) ^ 0x5a).collect()),
-        ),
-        (
-            FieldId::CONNECTION_ID,
-            FieldValue::U64(9_007_199_254_740_993),
-        ),
-        (
-            FieldId::new(1000).unwrap(),
-            FieldValue::Text("tenant-42".into()),
-        ),
+        (FieldId::CLIENT_CERT_FINGERPRINT, FieldValue::Bytes((0u8..32).map(|i| i.wrapping_mul(37) ^ 0x5a).collect())),
+        (FieldId::CONNECTION_ID, FieldValue::U64(9_007_199_254_740_993)),
+        (FieldId::new(1000).unwrap(), FieldValue::Text("tenant-42".into())),
     ]
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
 }
 
 fn main() {
@@ -103,9 +74,7 @@ fn main() {
     // Worked example for field 1 (src_ip), computed from the spec's inputs.
     let serial = env.serial;
     let mut value_key = [0u8; 32];
-    Hkdf::<Sha256>::new(Some(&serial), &qkd_key)
-        .expand(KEY_INFO, &mut value_key)
-        .unwrap();
+    Hkdf::<Sha256>::new(Some(&serial), &qkd_key).expand(KEY_INFO, &mut value_key).unwrap();
     let sealed = sealed_of(&minted.der, FieldId::SRC_IP);
     let worked = json!({
         "field_id": 1,
@@ -141,11 +110,7 @@ fn main() {
     let mut text = serde_json::to_string_pretty(&expected).unwrap();
     text.push('\n');
     std::fs::write(dir.join("expected.json"), text).unwrap();
-    println!(
-        "wrote {} ({} bytes of certificate DER)",
-        dir.display(),
-        minted.der.len()
-    );
+    println!("wrote {} ({} bytes of certificate DER)", dir.display(), minted.der.len());
 }
 
 /// A P-256 CA like `qmeta_pki::Ca::generate` makes, but valid 2025..2099 so
@@ -156,18 +121,10 @@ fn vector_ca() -> (String, String) {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "qmeta");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "qmeta test vector ca");
+    params.distinguished_name.push(DnType::OrganizationName, "qmeta");
+    params.distinguished_name.push(DnType::CommonName, "qmeta test vector ca");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params.not_before = rcgen::date_time_ymd(2025, 1, 1);
     params.not_after = rcgen::date_time_ymd(2099, 12, 31);
     let cert = params.self_signed(&key).unwrap();
@@ -179,11 +136,7 @@ fn sealed_of(der: &[u8], f: FieldId) -> Vec<u8> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
     let oid = format!("{}.2.{}", qmeta_cert::OID_BASE, f.get());
     let want = oid_bytes(&oid);
-    let ext = cert
-        .extensions()
-        .iter()
-        .find(|e| e.oid.as_bytes() == want.as_slice())
-        .unwrap();
+    let ext = cert.extensions().iter().find(|e| e.oid.as_bytes() == want.as_slice()).unwrap();
     // extnValue contents = OCTET STRING (sealed); short or 0x81/0x82 lengths.
     let v = ext.value;
     let (start, len) = match v[1] {

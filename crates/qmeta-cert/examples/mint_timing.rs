@@ -11,20 +11,12 @@ use std::time::Instant;
 fn main() {
     let qkd_key = [7u8; 32];
     let fields = vec![
-        (
-            FieldId::SRC_IP,
-            FieldValue::Ip("198.51.100.23".parse().unwrap()),
-        ),
-        (
-            FieldId::TIMESTAMP,
-            FieldValue::TimestampMs(1_767_225_600_123),
-        ),
+        (FieldId::SRC_IP, FieldValue::Ip("198.51.100.23".parse().unwrap())),
+        (FieldId::TIMESTAMP, FieldValue::TimestampMs(1_767_225_600_123)),
         (FieldId::SNI, FieldValue::Text("api.example.com".into())),
     ];
-    for (ca_alg, leaf_alg) in [
-        (qmeta_pki::KeyAlg::P256, LeafAlg::P256),
-        (qmeta_pki::KeyAlg::Ed25519, LeafAlg::Ed25519),
-    ] {
+    for (ca_alg, leaf_alg) in [(qmeta_pki::KeyAlg::P256, LeafAlg::P256), (qmeta_pki::KeyAlg::Ed25519, LeafAlg::Ed25519)]
+    {
         let ca = qmeta_pki::Ca::generate("timing ca", ca_alg).unwrap();
         let issuer = Issuer::from_pem(&ca.credential.cert_pem, &ca.credential.key_pem).unwrap();
         let leaf = LeafKey::generate(leaf_alg).unwrap();
@@ -53,9 +45,6 @@ fn main() {
             std::hint::black_box(env.open(&qkd_key).unwrap());
         }
         let open_us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-        println!(
-            "{ca_alg:?} CA: mint {mint_us:.1} µs, parse+open {open_us:.1} µs ({} bytes, 3 fields)",
-            der.len()
-        );
+        println!("{ca_alg:?} CA: mint {mint_us:.1} µs, parse+open {open_us:.1} µs ({} bytes, 3 fields)", der.len());
     }
 }

@@ -134,9 +134,7 @@ impl<'a> Reader<'a> {
             }
             let (bytes, r) = rest.split_at(n);
             rest = r;
-            let len = bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
             if bytes[0] == 0 || len < 0x80 {
                 return Err(DerError::Invalid("non-minimal length"));
             }
@@ -209,21 +207,8 @@ mod tests {
         assert_eq!(enc_uint(0x7f), [2, 1, 0x7f]);
         assert_eq!(enc_uint(0x80), [2, 2, 0, 0x80]);
         assert_eq!(enc_uint(0x1234), [2, 2, 0x12, 0x34]);
-        assert_eq!(
-            enc_uint(u64::MAX),
-            [2, 9, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
-        );
-        for v in [
-            0,
-            1,
-            0x7f,
-            0x80,
-            0xff,
-            0x100,
-            1 << 40,
-            u64::MAX - 1,
-            u64::MAX,
-        ] {
+        assert_eq!(enc_uint(u64::MAX), [2, 9, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        for v in [0, 1, 0x7f, 0x80, 0xff, 0x100, 1 << 40, u64::MAX - 1, u64::MAX] {
             let e = enc_uint(v);
             let mut r = Reader::new(&e);
             assert_eq!(r.read_uint(), Ok(v));
@@ -247,38 +232,14 @@ mod tests {
     #[test]
     fn reader_rejects_bad_der() {
         assert_eq!(Reader::new(&[]).read(SEQUENCE), Err(DerError::Incomplete));
-        assert_eq!(
-            Reader::new(&[0x30]).read(SEQUENCE),
-            Err(DerError::Incomplete)
-        );
-        assert_eq!(
-            Reader::new(&[0x30, 2, 0]).read(SEQUENCE),
-            Err(DerError::Incomplete)
-        );
-        assert!(matches!(
-            Reader::new(&[0x31, 0]).read(SEQUENCE),
-            Err(DerError::Invalid(_))
-        ));
-        assert!(matches!(
-            Reader::new(&[0x30, 0x80]).read(SEQUENCE),
-            Err(DerError::Invalid(_))
-        ));
-        assert!(matches!(
-            Reader::new(&[0x30, 0x81, 0x05]).read(SEQUENCE),
-            Err(DerError::Invalid(_))
-        ));
-        assert!(matches!(
-            Reader::new(&[2, 2, 0, 1]).read_uint(),
-            Err(DerError::Invalid(_))
-        ));
-        assert!(matches!(
-            Reader::new(&[2, 1, 0x80]).read_uint(),
-            Err(DerError::Invalid(_))
-        ));
-        assert!(matches!(
-            Reader::new(&[2, 0]).read_uint(),
-            Err(DerError::Invalid(_))
-        ));
+        assert_eq!(Reader::new(&[0x30]).read(SEQUENCE), Err(DerError::Incomplete));
+        assert_eq!(Reader::new(&[0x30, 2, 0]).read(SEQUENCE), Err(DerError::Incomplete));
+        assert!(matches!(Reader::new(&[0x31, 0]).read(SEQUENCE), Err(DerError::Invalid(_))));
+        assert!(matches!(Reader::new(&[0x30, 0x80]).read(SEQUENCE), Err(DerError::Invalid(_))));
+        assert!(matches!(Reader::new(&[0x30, 0x81, 0x05]).read(SEQUENCE), Err(DerError::Invalid(_))));
+        assert!(matches!(Reader::new(&[2, 2, 0, 1]).read_uint(), Err(DerError::Invalid(_))));
+        assert!(matches!(Reader::new(&[2, 1, 0x80]).read_uint(), Err(DerError::Invalid(_))));
+        assert!(matches!(Reader::new(&[2, 0]).read_uint(), Err(DerError::Invalid(_))));
     }
 
     #[test]
@@ -288,11 +249,7 @@ mod tests {
             oid_arc(&mut out, u128::from(v));
             assert_eq!(parse_arc(&out), Some(v), "{v}");
         }
-        assert_eq!(
-            parse_arc(&[0x80, 0x01]),
-            None,
-            "leading 0x80 is not minimal"
-        );
+        assert_eq!(parse_arc(&[0x80, 0x01]), None, "leading 0x80 is not minimal");
         assert_eq!(parse_arc(&[0x81]), None, "unterminated");
         assert_eq!(parse_arc(&[]), None);
         assert_eq!(parse_arc(&[0x01, 0x01]), None, "two arcs");

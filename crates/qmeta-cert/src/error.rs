@@ -23,10 +23,7 @@ pub enum CertError {
     #[error("generating the leaf key pair failed")]
     KeyGeneration,
     /// The QKD key is shorter than [`crate::MIN_QKD_KEY_LEN`].
-    #[error(
-        "QKD key is {got} bytes; at least {} are required",
-        crate::MIN_QKD_KEY_LEN
-    )]
+    #[error("QKD key is {got} bytes; at least {} are required", crate::MIN_QKD_KEY_LEN)]
     QkdKeyTooShort { got: usize },
     /// The subject common name is empty or longer than 64 bytes (X.520 bound).
     #[error("subject common name must be 1 to 64 bytes, got {len}")]
@@ -37,20 +34,13 @@ pub enum CertError {
     /// A value's type is not the one the field id defines (a receiver could
     /// not decode it).
     #[error("field {field}: value type {got:?} does not match the field's type {expected:?}")]
-    KindMismatch {
-        field: FieldId,
-        got: qmeta_fields::FieldKind,
-        expected: qmeta_fields::FieldKind,
-    },
+    KindMismatch { field: FieldId, got: qmeta_fields::FieldKind, expected: qmeta_fields::FieldKind },
     /// `now + validity` is after 9999-12-31T23:59:59Z.
     #[error("certificate validity ends after the year 9999")]
     TimeOutOfRange,
     /// Even with every field dropped the certificate exceeds
     /// [`crate::MAX_CERT_LEN`] (an oversized CA subject name).
-    #[error(
-        "certificate exceeds {} bytes even without fields",
-        crate::MAX_CERT_LEN
-    )]
+    #[error("certificate exceeds {} bytes even without fields", crate::MAX_CERT_LEN)]
     TooLarge,
     /// The crypto library failed to derive a key, seal or sign.
     #[error("cryptographic operation failed: {0}")]
@@ -62,10 +52,7 @@ pub enum CertError {
 #[non_exhaustive]
 pub enum ParseError {
     /// Larger than [`crate::MAX_PARSE_LEN`]; refused before parsing.
-    #[error(
-        "certificate is {len} bytes; at most {} are accepted",
-        crate::MAX_PARSE_LEN
-    )]
+    #[error("certificate is {len} bytes; at most {} are accepted", crate::MAX_PARSE_LEN)]
     TooLarge { len: usize },
     /// The DER ends early (a truncated certificate).
     #[error("certificate DER is truncated")]
@@ -108,10 +95,7 @@ pub enum ParseError {
     DuplicateField(FieldId),
     /// A field extension is not the DER the format defines.
     #[error("field {field}: malformed extension: {reason}")]
-    MalformedField {
-        field: FieldId,
-        reason: &'static str,
-    },
+    MalformedField { field: FieldId, reason: &'static str },
 }
 
 /// Why sealed values could not be opened.
@@ -119,10 +103,7 @@ pub enum ParseError {
 #[non_exhaustive]
 pub enum OpenError {
     /// The QKD key is shorter than [`crate::MIN_QKD_KEY_LEN`].
-    #[error(
-        "QKD key is {got} bytes; at least {} are required",
-        crate::MIN_QKD_KEY_LEN
-    )]
+    #[error("QKD key is {got} bytes; at least {} are required", crate::MIN_QKD_KEY_LEN)]
     QkdKeyTooShort { got: usize },
     /// A value failed authentication: wrong QKD key, or the certificate was
     /// altered (a value flipped, moved between fields or certificates).

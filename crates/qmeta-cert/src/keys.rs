@@ -32,9 +32,7 @@ impl Signer {
         if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der) {
             return Some(Signer::P256(k));
         }
-        Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-            .ok()
-            .map(Signer::Ed25519)
+        Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).ok().map(Signer::Ed25519)
     }
 
     fn public_key(&self) -> &[u8] {
@@ -56,15 +54,7 @@ impl Signer {
 /// (no parameters for either, per RFC 5758 and RFC 8410).
 fn sig_alg_id(alg: LeafAlg) -> Vec<u8> {
     let mut oid_tlv = Vec::new();
-    tlv(
-        &mut oid_tlv,
-        der::OID,
-        if alg == LeafAlg::P256 {
-            oid::ECDSA_WITH_SHA256
-        } else {
-            oid::ED25519
-        },
-    );
+    tlv(&mut oid_tlv, der::OID, if alg == LeafAlg::P256 { oid::ECDSA_WITH_SHA256 } else { oid::ED25519 });
     let mut out = Vec::new();
     tlv(&mut out, SEQUENCE, &oid_tlv);
     out
@@ -113,9 +103,7 @@ pub struct LeafKey {
 
 impl std::fmt::Debug for LeafKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeafKey")
-            .field("alg", &self.signer_alg)
-            .finish_non_exhaustive()
+        f.debug_struct("LeafKey").field("alg", &self.signer_alg).finish_non_exhaustive()
     }
 }
 
@@ -132,11 +120,7 @@ impl LeafKey {
         let pkcs8 = Zeroizing::new(doc.as_ref().to_vec());
         let signer = Signer::from_pkcs8(&pkcs8).ok_or(CertError::KeyGeneration)?;
         let spki = spki(alg, signer.public_key());
-        Ok(LeafKey {
-            signer_alg: alg,
-            pkcs8,
-            spki,
-        })
+        Ok(LeafKey { signer_alg: alg, pkcs8, spki })
     }
 
     /// The private key, PKCS#8 DER (for rustls' `PrivateKeyDer::Pkcs8`).
@@ -171,9 +155,7 @@ pub struct Issuer {
 
 impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issuer")
-            .field("alg", &self.signer.alg())
-            .finish_non_exhaustive()
+        f.debug_struct("Issuer").field("alg", &self.signer.alg()).finish_non_exhaustive()
     }
 }
 
@@ -181,17 +163,14 @@ impl Issuer {
     /// Loads the CA from its PEM certificate and PEM PKCS#8 private key
     /// (ECDSA P-256 or Ed25519, as `qmeta_pki::Ca` writes them).
     pub fn from_pem(ca_cert_pem: &str, ca_key_pem: &str) -> Result<Issuer, CertError> {
-        let cert = CertificateDer::from_pem_slice(ca_cert_pem.as_bytes())
-            .map_err(|_| CertError::NoCaCert)?;
-        let key = PrivatePkcs8KeyDer::from_pem_slice(ca_key_pem.as_bytes())
-            .map_err(|_| CertError::CaKey)?;
+        let cert = CertificateDer::from_pem_slice(ca_cert_pem.as_bytes()).map_err(|_| CertError::NoCaCert)?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(ca_key_pem.as_bytes()).map_err(|_| CertError::CaKey)?;
         let signer = Signer::from_pkcs8(key.secret_pkcs8_der()).ok_or(CertError::CaKey)?;
         Issuer::new(cert.as_ref(), signer)
     }
 
     fn new(ca_der: &[u8], signer: Signer) -> Result<Issuer, CertError> {
-        let (rest, ca) =
-            X509Certificate::from_der(ca_der).map_err(|e| CertError::CaCert(e.to_string()))?;
+        let (rest, ca) = X509Certificate::from_der(ca_der).map_err(|e| CertError::CaCert(e.to_string()))?;
         if !rest.is_empty() {
             return Err(CertError::CaCert("trailing bytes".into()));
         }
@@ -207,9 +186,7 @@ impl Issuer {
         }
         // RFC 5280 4.2.1.2 method (1) when the CA states no key identifier.
         let key_id = ski.unwrap_or_else(|| {
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, ca_pub)
-                .as_ref()
-                .to_vec()
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, ca_pub).as_ref().to_vec()
         });
         Ok(Issuer {
             subject: ca.tbs_certificate.subject.as_raw().to_vec(),
@@ -258,12 +235,7 @@ fn fixed_extensions(key_id: &[u8]) -> Vec<u8> {
     // cA FALSE is the DEFAULT, so DER omits it: an empty SEQUENCE.
     extension(&mut out, oid::BASIC_CONSTRAINTS, true, &[SEQUENCE, 0]);
     // BIT STRING, 7 unused bits, bit 0 (digitalSignature) set.
-    extension(
-        &mut out,
-        oid::KEY_USAGE,
-        true,
-        &[der::BIT_STRING, 2, 7, 0x80],
-    );
+    extension(&mut out, oid::KEY_USAGE, true, &[der::BIT_STRING, 2, 7, 0x80]);
     let mut eku_oid = Vec::new();
     tlv(&mut eku_oid, der::OID, oid::CLIENT_AUTH);
     let mut eku = Vec::new();

@@ -65,19 +65,12 @@ pub struct Minted {
 /// ECDSA nonce, which aws-lc draws itself.
 pub fn mint(issuer: &Issuer, leaf: &LeafKey, req: &MintRequest<'_>) -> Result<Minted, CertError> {
     if req.qkd_key.len() < MIN_QKD_KEY_LEN {
-        return Err(CertError::QkdKeyTooShort {
-            got: req.qkd_key.len(),
-        });
+        return Err(CertError::QkdKeyTooShort { got: req.qkd_key.len() });
     }
     if req.subject_cn.is_empty() || req.subject_cn.len() > MAX_CN_LEN {
-        return Err(CertError::SubjectCn {
-            len: req.subject_cn.len(),
-        });
+        return Err(CertError::SubjectCn { len: req.subject_cn.len() });
     }
-    let not_after = req
-        .now_unix
-        .checked_add(u64::from(req.validity_secs))
-        .ok_or(CertError::TimeOutOfRange)?;
+    let not_after = req.now_unix.checked_add(u64::from(req.validity_secs)).ok_or(CertError::TimeOutOfRange)?;
     if not_after > time::MAX_UNIX {
         return Err(CertError::TimeOutOfRange);
     }
@@ -92,11 +85,7 @@ pub fn mint(issuer: &Issuer, leaf: &LeafKey, req: &MintRequest<'_>) -> Result<Mi
     }
     for (id, v) in &fields {
         if v.kind() != id.kind() {
-            return Err(CertError::KindMismatch {
-                field: *id,
-                got: v.kind(),
-                expected: id.kind(),
-            });
+            return Err(CertError::KindMismatch { field: *id, got: v.kind(), expected: id.kind() });
         }
     }
 
@@ -137,21 +126,12 @@ pub fn mint(issuer: &Issuer, leaf: &LeafKey, req: &MintRequest<'_>) -> Result<Mi
     };
 
     let out = assemble(issuer, &prefix, &[&issuer.fixed_exts, &header, &field_exts])?;
-    Ok(Minted {
-        der: out,
-        serial_hex: hex::encode(serial),
-        included,
-        dropped,
-    })
+    Ok(Minted { der: out, serial_hex: hex::encode(serial), included, dropped })
 }
 
 /// Signs `prefix || [3] { SEQUENCE { exts... } }` as the TBSCertificate
 /// and wraps it into a Certificate.
-pub(crate) fn assemble(
-    issuer: &Issuer,
-    prefix: &[u8],
-    exts: &[&[u8]],
-) -> Result<Vec<u8>, CertError> {
+pub(crate) fn assemble(issuer: &Issuer, prefix: &[u8], exts: &[&[u8]]) -> Result<Vec<u8>, CertError> {
     let exts_len: usize = exts.iter().map(|e| e.len()).sum();
     let tbs_content = prefix.len() + der::tlv_len(der::tlv_len(exts_len));
     let mut tbs = Vec::with_capacity(der::tlv_len(tbs_content));
@@ -175,14 +155,7 @@ pub(crate) fn assemble(
 }
 
 /// TBSCertificate contents from `version` through `subjectPublicKeyInfo`.
-pub(crate) fn tbs_prefix(
-    issuer: &Issuer,
-    leaf: &LeafKey,
-    cn: &str,
-    serial: &[u8; 16],
-    nb: u64,
-    na: u64,
-) -> Vec<u8> {
+pub(crate) fn tbs_prefix(issuer: &Issuer, leaf: &LeafKey, cn: &str, serial: &[u8; 16], nb: u64, na: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + issuer.subject.len() + leaf.spki.len());
     out.extend_from_slice(&[der::CTX0_CONSTRUCTED, 3, der::INTEGER, 1, 2]); // [0] { INTEGER 2 } = v3
     der::header(&mut out, der::INTEGER, 17);
@@ -190,11 +163,7 @@ pub(crate) fn tbs_prefix(
     out.extend_from_slice(serial);
     out.extend_from_slice(&issuer.sig_alg);
     out.extend_from_slice(&issuer.subject);
-    der::header(
-        &mut out,
-        SEQUENCE,
-        time::encoded_len(nb) + time::encoded_len(na),
-    );
+    der::header(&mut out, SEQUENCE, time::encoded_len(nb) + time::encoded_len(na));
     time::write(&mut out, nb);
     time::write(&mut out, na);
     subject_name(&mut out, cn);
@@ -218,11 +187,7 @@ fn subject_name(out: &mut Vec<u8>, cn: &str) {
 
 /// The header extension: `SEQUENCE { formatVersion, keyId, stateVersion,
 /// aead, dropped }` under OID `B.1`, non-critical.
-pub(crate) fn header_extension(
-    key_id: uuid::Uuid,
-    state_version: u64,
-    dropped: &[FieldId],
-) -> Vec<u8> {
+pub(crate) fn header_extension(key_id: uuid::Uuid, state_version: u64, dropped: &[FieldId]) -> Vec<u8> {
     let mut dropped_der = Vec::with_capacity(dropped.len() * 4);
     for f in dropped {
         der::uint(&mut dropped_der, u64::from(f.get()));

@@ -15,8 +15,8 @@ pub(crate) const BASE_UUID: u128 = 0x5d57_2c8c_cc82_440b_af6c_2d64_0ac5_5c11;
 /// Content bytes of [`OID_BASE`]: `2.25` is 2*40+25 = 0x69, then the UUID
 /// in base-128. Checked against `BASE_UUID` in the tests below.
 pub(crate) const BASE: [u8; 20] = [
-    0x69, 0x81, 0xba, 0xd7, 0x96, 0xa3, 0x99, 0xc8, 0x92, 0x90, 0x97, 0xaf, 0xb6, 0x8b, 0xac, 0xc0,
-    0xd6, 0x95, 0xb8, 0x11,
+    0x69, 0x81, 0xba, 0xd7, 0x96, 0xa3, 0x99, 0xc8, 0x92, 0x90, 0x97, 0xaf, 0xb6, 0x8b, 0xac, 0xc0, 0xd6, 0x95, 0xb8,
+    0x11,
 ];
 
 /// Arc under the base that holds the header extension (`B.1`).
@@ -95,10 +95,7 @@ mod tests {
     fn classifies() {
         assert_eq!(classify(&header()), Class::Header);
         assert_eq!(classify(&field(FieldId::SNI)), Class::Field(6));
-        assert_eq!(
-            classify(&field(FieldId::new(1999).unwrap())),
-            Class::Field(1999)
-        );
+        assert_eq!(classify(&field(FieldId::new(1999).unwrap())), Class::Field(1999));
         assert_eq!(classify(BASIC_CONSTRAINTS), Class::Foreign);
         assert_eq!(classify(&BASE), Class::Unknown);
         let mut b3 = BASE.to_vec();

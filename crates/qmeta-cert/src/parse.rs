@@ -38,11 +38,7 @@ pub struct Envelope {
 
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sealed: Vec<(u16, usize)> = self
-            .sealed
-            .iter()
-            .map(|(id, v)| (id.get(), v.len()))
-            .collect();
+        let sealed: Vec<(u16, usize)> = self.sealed.iter().map(|(id, v)| (id.get(), v.len())).collect();
         f.debug_struct("Envelope")
             .field("format_version", &self.format_version)
             .field("serial_hex", &self.serial_hex)
@@ -71,13 +67,9 @@ impl Envelope {
         let key = CertKey::derive(qkd_key, &self.serial).map_err(OpenError::Crypto)?;
         let mut out = Vec::with_capacity(self.sealed.len());
         for (field, sealed) in &self.sealed {
-            let plain = key
-                .open(*field, sealed)
-                .ok_or(OpenError::Authentication { field: *field })?;
-            let value = FieldValue::decode(*field, &plain).map_err(|source| OpenError::Value {
-                field: *field,
-                source,
-            })?;
+            let plain = key.open(*field, sealed).ok_or(OpenError::Authentication { field: *field })?;
+            let value =
+                FieldValue::decode(*field, &plain).map_err(|source| OpenError::Value { field: *field, source })?;
             out.push((*field, value));
         }
         Ok(out)
@@ -89,9 +81,7 @@ impl Envelope {
 /// certificate did that (see `docs/FORMAT.md`).
 pub fn parse(cert_der: &[u8]) -> Result<Envelope, ParseError> {
     if cert_der.len() > MAX_PARSE_LEN {
-        return Err(ParseError::TooLarge {
-            len: cert_der.len(),
-        });
+        return Err(ParseError::TooLarge { len: cert_der.len() });
     }
     // The outer SEQUENCE's length says whether the input is truncated or
     // followed by other bytes; x509-parser reports both less precisely.
@@ -102,10 +92,8 @@ pub fn parse(cert_der: &[u8]) -> Result<Envelope, ParseError> {
         Err(DerError::Invalid(reason)) => return Err(ParseError::X509(reason.to_string())),
     }
     // Deep parsing of standard extensions is skipped: only ours matter here.
-    let (rest, cert) = X509CertificateParser::new()
-        .with_deep_parse_extensions(false)
-        .parse(cert_der)
-        .map_err(|e| match e {
+    let (rest, cert) =
+        X509CertificateParser::new().with_deep_parse_extensions(false).parse(cert_der).map_err(|e| match e {
             nom::Err::Incomplete(_) => ParseError::Incomplete,
             nom::Err::Error(e) | nom::Err::Failure(e) => ParseError::X509(e.to_string()),
         })?;
@@ -139,10 +127,7 @@ pub fn parse(cert_der: &[u8]) -> Result<Envelope, ParseError> {
                 header = Some(parse_header(ext.value)?);
             }
             Class::Field(n) => {
-                let field = u16::try_from(n)
-                    .ok()
-                    .and_then(FieldId::new)
-                    .ok_or(ParseError::UnknownField(n))?;
+                let field = u16::try_from(n).ok().and_then(FieldId::new).ok_or(ParseError::UnknownField(n))?;
                 let malformed = |reason| ParseError::MalformedField { field, reason };
                 if ext.critical {
                     return Err(malformed("marked critical"));
@@ -156,9 +141,7 @@ pub fn parse(cert_der: &[u8]) -> Result<Envelope, ParseError> {
     }
     let header = header.ok_or(ParseError::NotQmeta)?;
     if header.dropped.iter().any(|f| sealed.contains_key(f)) {
-        return Err(ParseError::MalformedHeader(
-            "a dropped field is also present",
-        ));
+        return Err(ParseError::MalformedHeader("a dropped field is also present"));
     }
     Ok(Envelope {
         format_version: FORMAT_VERSION,
@@ -199,8 +182,7 @@ fn parse_header(value: &[u8]) -> Result<Header, ParseError> {
         return Err(ParseError::UnsupportedVersion(version));
     }
     let key_id = r.read(OCTET_STRING).map_err(bad)?;
-    let key_id = uuid::Uuid::from_slice(key_id)
-        .map_err(|_| ParseError::MalformedHeader("keyId is not 16 bytes"))?;
+    let key_id = uuid::Uuid::from_slice(key_id).map_err(|_| ParseError::MalformedHeader("keyId is not 16 bytes"))?;
     let state_version = r.read_uint().map_err(bad)?;
     let aead = r.read_uint().map_err(bad)?;
     if aead != AEAD_AES_256_GCM {
@@ -216,17 +198,11 @@ fn parse_header(value: &[u8]) -> Result<Header, ParseError> {
             .and_then(FieldId::new)
             .ok_or(ParseError::MalformedHeader("undefined field id in dropped"))?;
         if dropped.last().is_some_and(|last| *last >= f) {
-            return Err(ParseError::MalformedHeader(
-                "dropped ids not strictly ascending",
-            ));
+            return Err(ParseError::MalformedHeader("dropped ids not strictly ascending"));
         }
         dropped.push(f);
     }
-    Ok(Header {
-        key_id,
-        state_version,
-        dropped,
-    })
+    Ok(Header { key_id, state_version, dropped })
 }
 
 /// Parses a field extension's `extnValue` contents: one OCTET STRING

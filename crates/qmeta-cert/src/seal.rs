@@ -45,9 +45,7 @@ impl CertKey {
     /// The caller checked `qkd_key.len() >= MIN_QKD_KEY_LEN`.
     pub(crate) fn derive(qkd_key: &[u8], serial: &[u8; 16]) -> Result<CertKey, &'static str> {
         let mut okm = Zeroizing::new([0u8; 32]);
-        Hkdf::<Sha256>::new(Some(serial), qkd_key)
-            .expand(KEY_INFO, okm.as_mut())
-            .map_err(|_| "HKDF expand")?;
+        Hkdf::<Sha256>::new(Some(serial), qkd_key).expand(KEY_INFO, okm.as_mut()).map_err(|_| "HKDF expand")?;
         let key = UnboundKey::new(&AES_256_GCM, okm.as_ref()).map_err(|_| "AES-256-GCM key")?;
         Ok(CertKey(LessSafeKey::new(key)))
     }
@@ -59,10 +57,7 @@ impl CertKey {
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
         buf.extend_from_slice(plaintext);
         let nonce = Nonce::assume_unique_for_key(nonce_bytes(f));
-        match self
-            .0
-            .seal_in_place_append_tag(nonce, Aad::from(aad_bytes(f)), &mut buf)
-        {
+        match self.0.seal_in_place_append_tag(nonce, Aad::from(aad_bytes(f)), &mut buf) {
             Ok(()) => Ok(buf),
             Err(_) => {
                 zeroize::Zeroize::zeroize(&mut buf);
@@ -75,11 +70,7 @@ impl CertKey {
     pub(crate) fn open(&self, f: FieldId, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         let mut buf = Zeroizing::new(sealed.to_vec());
         let nonce = Nonce::assume_unique_for_key(nonce_bytes(f));
-        let len = self
-            .0
-            .open_in_place(nonce, Aad::from(aad_bytes(f)), buf.as_mut_slice())
-            .ok()?
-            .len();
+        let len = self.0.open_in_place(nonce, Aad::from(aad_bytes(f)), buf.as_mut_slice()).ok()?.len();
         buf.truncate(len);
         Some(buf)
     }
@@ -101,10 +92,7 @@ mod tests {
         let k = CertKey::derive(&[7u8; 32], &[0x80; 16]).unwrap();
         let sealed = k.seal(FieldId::SNI, b"example.com").unwrap();
         assert_eq!(sealed.len(), 11 + TAG_LEN);
-        assert_eq!(
-            k.open(FieldId::SNI, &sealed).unwrap().as_slice(),
-            b"example.com"
-        );
+        assert_eq!(k.open(FieldId::SNI, &sealed).unwrap().as_slice(), b"example.com");
         // Same bytes under another field id: the nonce and AAD differ.
         assert!(k.open(FieldId::ALPN, &sealed).is_none());
         // Another serial gives another key.

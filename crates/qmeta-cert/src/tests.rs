@@ -18,22 +18,12 @@ struct Fixture {
 fn fixture() -> Fixture {
     let ca = qmeta_pki::Ca::generate("unit ca", qmeta_pki::KeyAlg::P256).unwrap();
     let issuer = Issuer::from_pem(&ca.credential.cert_pem, &ca.credential.key_pem).unwrap();
-    Fixture {
-        issuer,
-        leaf: LeafKey::generate(LeafAlg::P256).unwrap(),
-    }
+    Fixture { issuer, leaf: LeafKey::generate(LeafAlg::P256).unwrap() }
 }
 
 impl Fixture {
     fn cert_with_serial(&self, serial: [u8; 16], exts: &[&[u8]]) -> Vec<u8> {
-        let prefix = tbs_prefix(
-            &self.issuer,
-            &self.leaf,
-            "unit",
-            &serial,
-            1_700_000_000,
-            1_700_000_300,
-        );
+        let prefix = tbs_prefix(&self.issuer, &self.leaf, "unit", &serial, 1_700_000_000, 1_700_000_300);
         let mut all: Vec<&[u8]> = vec![&self.issuer.fixed_exts];
         all.extend_from_slice(exts);
         assemble(&self.issuer, &prefix, &all).unwrap()
@@ -107,53 +97,29 @@ fn header_defects() {
     let kid = KEY_ID.as_bytes();
     let case = |ext: Vec<u8>| parse(&fx.cert(&[&ext]));
     assert_eq!(parse(&fx.cert(&[])), Err(ParseError::NotQmeta));
-    assert_eq!(
-        case(raw_header(&header_content(2, kid, 1, &[]), false)),
-        Err(ParseError::UnsupportedVersion(2))
-    );
-    assert_eq!(
-        case(raw_header(&header_content(1, kid, 2, &[]), false)),
-        Err(ParseError::UnsupportedAead(2))
-    );
+    assert_eq!(case(raw_header(&header_content(2, kid, 1, &[]), false)), Err(ParseError::UnsupportedVersion(2)));
+    assert_eq!(case(raw_header(&header_content(1, kid, 2, &[]), false)), Err(ParseError::UnsupportedAead(2)));
     assert!(matches!(
         case(raw_header(&header_content(1, &kid[..15], 1, &[]), false)),
         Err(ParseError::MalformedHeader(_))
     ));
-    assert!(matches!(
-        case(raw_header(&header_content(1, kid, 1, &[]), true)),
-        Err(ParseError::MalformedHeader(_))
-    ));
-    assert!(matches!(
-        case(raw_header(&header_content(1, kid, 1, &[24]), false)),
-        Err(ParseError::MalformedHeader(_))
-    ));
+    assert!(matches!(case(raw_header(&header_content(1, kid, 1, &[]), true)), Err(ParseError::MalformedHeader(_))));
+    assert!(matches!(case(raw_header(&header_content(1, kid, 1, &[24]), false)), Err(ParseError::MalformedHeader(_))));
     assert!(matches!(
         case(raw_header(&header_content(1, kid, 1, &[3, 2]), false)),
         Err(ParseError::MalformedHeader(_))
     ));
     let mut trailing = header_content(1, kid, 1, &[]);
     trailing.extend_from_slice(&[2, 1, 0]);
-    assert!(matches!(
-        case(raw_header(&trailing, false)),
-        Err(ParseError::MalformedHeader(_))
-    ));
+    assert!(matches!(case(raw_header(&trailing, false)), Err(ParseError::MalformedHeader(_))));
     let mut truncated = header_content(1, kid, 1, &[]);
     truncated.pop();
-    assert!(matches!(
-        case(raw_header(&truncated, false)),
-        Err(ParseError::MalformedHeader(_))
-    ));
-    assert_eq!(
-        parse(&fx.cert(&[&good_header(), &good_header()])),
-        Err(ParseError::DuplicateHeader)
-    );
+    assert!(matches!(case(raw_header(&truncated, false)), Err(ParseError::MalformedHeader(_))));
+    assert_eq!(parse(&fx.cert(&[&good_header(), &good_header()])), Err(ParseError::DuplicateHeader));
     // Dropped and present at once contradicts itself.
     let h = raw_header(&header_content(1, kid, 1, &[1]), false);
     let f = raw_field(1, &sealed_value(20), false);
-    assert!(matches!(
-        parse(&fx.cert(&[&h, &f])),
-        Err(ParseError::MalformedHeader(_))
-    ));
+    assert!(matches!(parse(&fx.cert(&[&h, &f])), Err(ParseError::MalformedHeader(_))));
 }
 
 #[test]
@@ -161,35 +127,19 @@ fn field_defects() {
     let fx = fixture();
     let h = good_header();
     let case = |ext: Vec<u8>| parse(&fx.cert(&[&h, &ext]));
-    assert_eq!(
-        case(raw_field(24, &sealed_value(20), false)),
-        Err(ParseError::UnknownField(24))
-    );
-    assert_eq!(
-        case(raw_field(999, &sealed_value(20), false)),
-        Err(ParseError::UnknownField(999))
-    );
-    assert_eq!(
-        case(raw_field(70_000, &sealed_value(20), false)),
-        Err(ParseError::UnknownField(70_000))
-    );
+    assert_eq!(case(raw_field(24, &sealed_value(20), false)), Err(ParseError::UnknownField(24)));
+    assert_eq!(case(raw_field(999, &sealed_value(20), false)), Err(ParseError::UnknownField(999)));
+    assert_eq!(case(raw_field(70_000, &sealed_value(20), false)), Err(ParseError::UnknownField(70_000)));
     let malformed = |r: Result<_, ParseError>| matches!(r, Err(ParseError::MalformedField { field, .. }) if field == FieldId::SRC_IP);
     assert!(malformed(case(raw_field(1, &sealed_value(20), true))));
     assert!(malformed(case(raw_field(1, &sealed_value(15), false))));
-    assert!(malformed(case(raw_field(
-        1,
-        &sealed_value(1024 + 17),
-        false
-    ))));
+    assert!(malformed(case(raw_field(1, &sealed_value(1024 + 17), false))));
     assert!(malformed(case(raw_field(1, &[0x05, 0x00], false))));
     let mut trailing = sealed_value(20);
     trailing.push(0);
     assert!(malformed(case(raw_field(1, &trailing, false))));
     let f = raw_field(6, &sealed_value(20), false);
-    assert_eq!(
-        parse(&fx.cert(&[&h, &f, &f])),
-        Err(ParseError::DuplicateField(FieldId::SNI))
-    );
+    assert_eq!(parse(&fx.cert(&[&h, &f, &f])), Err(ParseError::DuplicateField(FieldId::SNI)));
     // Under the base arc but neither B.1 nor B.2.N.
     let mut b3 = oid::BASE.to_vec();
     b3.push(3);
@@ -206,21 +156,12 @@ fn envelope_defects() {
     let mut trailing = ok.clone();
     trailing.push(0);
     assert_eq!(parse(&trailing), Err(ParseError::TrailingBytes));
-    assert!(matches!(
-        parse(&vec![0u8; crate::MAX_PARSE_LEN + 1]),
-        Err(ParseError::TooLarge { .. })
-    ));
+    assert!(matches!(parse(&vec![0u8; crate::MAX_PARSE_LEN + 1]), Err(ParseError::TooLarge { .. })));
     // Top bit clear: a different (non-qmeta) serial layout.
     let r = parse(&fx.cert_with_serial([0x01; 16], &[&h]));
     assert!(matches!(r, Err(ParseError::BadSerial)), "{r:?}");
-    assert!(matches!(
-        parse(&ok[..ok.len() / 2]),
-        Err(ParseError::Incomplete | ParseError::X509(_))
-    ));
-    assert!(matches!(
-        parse(b"not a certificate"),
-        Err(ParseError::X509(_) | ParseError::Incomplete)
-    ));
+    assert!(matches!(parse(&ok[..ok.len() / 2]), Err(ParseError::Incomplete | ParseError::X509(_))));
+    assert!(matches!(parse(b"not a certificate"), Err(ParseError::X509(_) | ParseError::Incomplete)));
 }
 
 #[test]
@@ -228,30 +169,21 @@ fn fixed_extensions_are_byte_exact() {
     let fx = fixture();
     let fixed = &fx.issuer.fixed_exts;
     // basicConstraints critical, cA FALSE (empty SEQUENCE).
-    assert_eq!(
-        &fixed[..14],
-        [0x30, 0x0c, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04, 0x02, 0x30, 0x00]
-    );
+    assert_eq!(&fixed[..14], [0x30, 0x0c, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04, 0x02, 0x30, 0x00]);
     // keyUsage critical, digitalSignature.
     assert_eq!(
         &fixed[14..30],
-        [
-            0x30, 0x0e, 0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01, 0x01, 0xff, 0x04, 0x04, 0x03, 0x02,
-            0x07, 0x80
-        ]
+        [0x30, 0x0e, 0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01, 0x01, 0xff, 0x04, 0x04, 0x03, 0x02, 0x07, 0x80]
     );
     // extKeyUsage clientAuth, non-critical.
     assert_eq!(
         &fixed[30..51],
         [
-            0x30, 0x13, 0x06, 0x03, 0x55, 0x1d, 0x25, 0x04, 0x0c, 0x30, 0x0a, 0x06, 0x08, 0x2b,
-            0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02
+            0x30, 0x13, 0x06, 0x03, 0x55, 0x1d, 0x25, 0x04, 0x0c, 0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05,
+            0x07, 0x03, 0x02
         ]
     );
     // authorityKeyIdentifier, non-critical: SEQUENCE { [0] 20-byte keyIdentifier }.
-    assert_eq!(
-        &fixed[51..64],
-        [0x30, 0x1f, 0x06, 0x03, 0x55, 0x1d, 0x23, 0x04, 0x18, 0x30, 0x16, 0x80, 0x14]
-    );
+    assert_eq!(&fixed[51..64], [0x30, 0x1f, 0x06, 0x03, 0x55, 0x1d, 0x23, 0x04, 0x18, 0x30, 0x16, 0x80, 0x14]);
     assert_eq!(fixed.len(), 84);
 }

@@ -15,20 +15,14 @@ fn sorted(mut v: Vec<(FieldId, FieldValue)>) -> Vec<(FieldId, FieldValue)> {
 
 #[test]
 fn round_trip_2_8_16_fields_ipv4_and_ipv6() {
-    for (ca_alg, leaf_alg) in [
-        (KeyAlg::P256, LeafAlg::P256),
-        (KeyAlg::Ed25519, LeafAlg::Ed25519),
-    ] {
+    for (ca_alg, leaf_alg) in [(KeyAlg::P256, LeafAlg::P256), (KeyAlg::Ed25519, LeafAlg::Ed25519)] {
         let s = setup(ca_alg, leaf_alg);
         for n in [2, 8, 16] {
             for v6 in [false, true] {
                 let fields = sample_fields(n, v6);
                 let now = 1_700_000_000;
                 let minted = mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY, now)).unwrap();
-                assert_eq!(
-                    minted.included,
-                    fields.iter().map(|(f, _)| *f).collect::<Vec<_>>()
-                );
+                assert_eq!(minted.included, fields.iter().map(|(f, _)| *f).collect::<Vec<_>>());
                 assert!(minted.dropped.is_empty());
                 // Top bit forced on the first serial byte (0x11 -> 0x91).
                 assert_eq!(minted.serial_hex, "912233445566778899aabbccddeeff01");
@@ -46,10 +40,7 @@ fn round_trip_2_8_16_fields_ipv4_and_ipv6() {
 
                 let opened = env.open(&QKD_KEY).unwrap();
                 assert_eq!(opened, sorted(fields.clone()), "n={n} v6={v6}");
-                let ip = opened
-                    .iter()
-                    .find(|(f, _)| *f == FieldId::SRC_IP)
-                    .map(|(_, v)| v.clone());
+                let ip = opened.iter().find(|(f, _)| *f == FieldId::SRC_IP).map(|(_, v)| v.clone());
                 let expect_ip = if v6 { "2001:db8::1" } else { "192.0.2.1" };
                 assert_eq!(ip, Some(FieldValue::Ip(expect_ip.parse().unwrap())));
             }
@@ -62,10 +53,7 @@ fn fields_in_any_order_come_back_sorted() {
     let s = setup(KeyAlg::P256, LeafAlg::P256);
     let mut fields = sample_fields(6, false);
     fields.reverse();
-    fields.push((
-        FieldId::new(1500).unwrap(),
-        FieldValue::Text("custom".into()),
-    ));
+    fields.push((FieldId::new(1500).unwrap(), FieldValue::Text("custom".into())));
     let minted = mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY, now())).unwrap();
     let env = parse(&minted.der).unwrap();
     let ids: Vec<u16> = env.field_ids().iter().map(|f| f.get()).collect();
@@ -104,30 +92,16 @@ fn flipped_ciphertext_byte_fails_naming_the_field() {
 fn swapped_ciphertexts_fail() {
     let s = setup(KeyAlg::P256, LeafAlg::P256);
     // Same kind, same length: a swap keeps the DER valid.
-    let fields = vec![
-        (FieldId::SRC_PORT, FieldValue::U16(1111)),
-        (FieldId::DST_PORT, FieldValue::U16(443)),
-    ];
+    let fields = vec![(FieldId::SRC_PORT, FieldValue::U16(1111)), (FieldId::DST_PORT, FieldValue::U16(443))];
     let minted = mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY, now())).unwrap();
-    let (a, b) = (
-        sealed_range(&minted.der, FieldId::SRC_PORT),
-        sealed_range(&minted.der, FieldId::DST_PORT),
-    );
+    let (a, b) = (sealed_range(&minted.der, FieldId::SRC_PORT), sealed_range(&minted.der, FieldId::DST_PORT));
     assert_eq!(a.len(), b.len());
     let mut der = minted.der.clone();
-    let (va, vb) = (
-        minted.der[a.clone()].to_vec(),
-        minted.der[b.clone()].to_vec(),
-    );
+    let (va, vb) = (minted.der[a.clone()].to_vec(), minted.der[b.clone()].to_vec());
     der[a].copy_from_slice(&vb);
     der[b].copy_from_slice(&va);
     let err = parse(&der).unwrap().open(&QKD_KEY).unwrap_err();
-    assert_eq!(
-        err,
-        OpenError::Authentication {
-            field: FieldId::SRC_PORT
-        }
-    );
+    assert_eq!(err, OpenError::Authentication { field: FieldId::SRC_PORT });
 }
 
 #[test]
@@ -140,24 +114,12 @@ fn values_do_not_move_between_certificates() {
     req.serial[15] ^= 0xff;
     let two = mint(&s.issuer, &s.leaf, &req).unwrap();
     assert_ne!(one.serial_hex, two.serial_hex);
-    let (r1, r2) = (
-        sealed_range(&one.der, FieldId::SRC_PORT),
-        sealed_range(&two.der, FieldId::SRC_PORT),
-    );
-    assert_ne!(
-        one.der[r1.clone()],
-        two.der[r2.clone()],
-        "per-certificate keys differ"
-    );
+    let (r1, r2) = (sealed_range(&one.der, FieldId::SRC_PORT), sealed_range(&two.der, FieldId::SRC_PORT));
+    assert_ne!(one.der[r1.clone()], two.der[r2.clone()], "per-certificate keys differ");
     let mut der = two.der.clone();
     der[r2].copy_from_slice(&one.der[r1]);
     let err = parse(&der).unwrap().open(&QKD_KEY).unwrap_err();
-    assert_eq!(
-        err,
-        OpenError::Authentication {
-            field: FieldId::SRC_PORT
-        }
-    );
+    assert_eq!(err, OpenError::Authentication { field: FieldId::SRC_PORT });
 }
 
 #[test]
@@ -168,24 +130,11 @@ fn wrong_or_short_qkd_key_fails() {
     let env = parse(&minted.der).unwrap();
     let mut wrong = QKD_KEY;
     wrong[31] ^= 1;
-    assert_eq!(
-        env.open(&wrong),
-        Err(OpenError::Authentication {
-            field: FieldId::SRC_IP
-        })
-    );
+    assert_eq!(env.open(&wrong), Err(OpenError::Authentication { field: FieldId::SRC_IP }));
     let mut longer = QKD_KEY.to_vec();
     longer.push(0);
-    assert_eq!(
-        env.open(&longer),
-        Err(OpenError::Authentication {
-            field: FieldId::SRC_IP
-        })
-    );
-    assert_eq!(
-        env.open(&QKD_KEY[..31]),
-        Err(OpenError::QkdKeyTooShort { got: 31 })
-    );
+    assert_eq!(env.open(&longer), Err(OpenError::Authentication { field: FieldId::SRC_IP }));
+    assert_eq!(env.open(&QKD_KEY[..31]), Err(OpenError::QkdKeyTooShort { got: 31 }));
     let r = mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY[..16], now()));
     assert!(matches!(r, Err(CertError::QkdKeyTooShort { got: 16 })));
 }
@@ -197,11 +146,7 @@ fn every_truncation_is_an_error() {
     let minted = mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY, now())).unwrap();
     // The outer SEQUENCE announces more bytes than any prefix holds.
     for len in 0..minted.der.len() {
-        assert_eq!(
-            parse(&minted.der[..len]),
-            Err(ParseError::Incomplete),
-            "prefix of {len} bytes"
-        );
+        assert_eq!(parse(&minted.der[..len]), Err(ParseError::Incomplete), "prefix of {len} bytes");
     }
     assert!(parse(&minted.der).is_ok());
 }
@@ -212,17 +157,10 @@ fn oversized_field_set_drops_highest_ids() {
         let s = setup(ca_alg, LeafAlg::P256);
         let mut fields = sample_fields(23, false);
         for id in 1000..1016 {
-            fields.push((
-                FieldId::new(id).unwrap(),
-                FieldValue::Text("x".repeat(1024)),
-            ));
+            fields.push((FieldId::new(id).unwrap(), FieldValue::Text("x".repeat(1024))));
         }
         let minted = mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY, now())).unwrap();
-        assert!(
-            minted.der.len() <= MAX_CERT_LEN,
-            "{} bytes",
-            minted.der.len()
-        );
+        assert!(minted.der.len() <= MAX_CERT_LEN, "{} bytes", minted.der.len());
         assert!(!minted.dropped.is_empty());
         // Everything known fits; custom fields are cut from the top.
         let max_included = minted.included.iter().max().unwrap().get();
@@ -234,20 +172,13 @@ fn oversized_field_set_drops_highest_ids() {
         assert_eq!(minted.dropped.last().unwrap().get(), 1015);
         // One more field would not have fit (the cut is tight).
         let extra = 1024 + 16 + 40;
-        assert!(
-            minted.der.len() + extra > MAX_CERT_LEN - 8,
-            "{} bytes",
-            minted.der.len()
-        );
+        assert!(minted.der.len() + extra > MAX_CERT_LEN - 8, "{} bytes", minted.der.len());
 
         let env = parse(&minted.der).unwrap();
         assert_eq!(env.dropped, minted.dropped);
         assert_eq!(env.field_ids(), minted.included);
         let opened = env.open(&QKD_KEY).unwrap();
-        let expected: Vec<_> = fields
-            .into_iter()
-            .filter(|(f, _)| minted.included.contains(f))
-            .collect();
+        let expected: Vec<_> = fields.into_iter().filter(|(f, _)| minted.included.contains(f)).collect();
         assert_eq!(opened, expected);
     }
 }
@@ -255,10 +186,7 @@ fn oversized_field_set_drops_highest_ids() {
 #[test]
 fn bad_requests_are_rejected() {
     let s = setup(KeyAlg::P256, LeafAlg::P256);
-    let dup = vec![
-        (FieldId::SNI, FieldValue::Text("a".into())),
-        (FieldId::SNI, FieldValue::Text("b".into())),
-    ];
+    let dup = vec![(FieldId::SNI, FieldValue::Text("a".into())), (FieldId::SNI, FieldValue::Text("b".into()))];
     assert!(matches!(
         mint(&s.issuer, &s.leaf, &request(&dup, &QKD_KEY, now())),
         Err(CertError::DuplicateField(f)) if f == FieldId::SNI
@@ -270,22 +198,13 @@ fn bad_requests_are_rejected() {
     ));
     let mut req = request(&[], &QKD_KEY, now());
     req.subject_cn = "";
-    assert!(matches!(
-        mint(&s.issuer, &s.leaf, &req),
-        Err(CertError::SubjectCn { len: 0 })
-    ));
+    assert!(matches!(mint(&s.issuer, &s.leaf, &req), Err(CertError::SubjectCn { len: 0 })));
     let long = "a".repeat(65);
     req.subject_cn = &long;
-    assert!(matches!(
-        mint(&s.issuer, &s.leaf, &req),
-        Err(CertError::SubjectCn { len: 65 })
-    ));
+    assert!(matches!(mint(&s.issuer, &s.leaf, &req), Err(CertError::SubjectCn { len: 65 })));
     let mut req = request(&[], &QKD_KEY, 253_402_300_000);
     req.validity_secs = 3600;
-    assert!(matches!(
-        mint(&s.issuer, &s.leaf, &req),
-        Err(CertError::TimeOutOfRange)
-    ));
+    assert!(matches!(mint(&s.issuer, &s.leaf, &req), Err(CertError::TimeOutOfRange)));
 }
 
 #[test]
@@ -304,12 +223,7 @@ fn layout_matches_the_format() {
     use x509_parser::prelude::*;
     let s = setup(KeyAlg::P256, LeafAlg::P256);
     let fields = sample_fields(3, false);
-    let minted = mint(
-        &s.issuer,
-        &s.leaf,
-        &request(&fields, &QKD_KEY, 1_700_000_000),
-    )
-    .unwrap();
+    let minted = mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY, 1_700_000_000)).unwrap();
     let (_, cert) = parse_x509_certificate(&minted.der).unwrap();
     let (_, ca) = parse_x509_certificate(s.issuer.ca_cert_der()).unwrap();
     assert_eq!(cert.version(), X509Version::V3);
@@ -317,17 +231,11 @@ fn layout_matches_the_format() {
     assert_eq!(cert.tbs_certificate.raw_serial()[0], 0);
     assert_eq!(cert.issuer().as_raw(), ca.subject().as_raw());
     assert_eq!(cert.subject().to_string(), "O=qmeta, CN=lb-node-1");
-    assert_eq!(
-        cert.signature_algorithm.algorithm.to_id_string(),
-        "1.2.840.10045.4.3.2"
-    );
+    assert_eq!(cert.signature_algorithm.algorithm.to_id_string(), "1.2.840.10045.4.3.2");
     assert_eq!(cert.public_key().raw, s.leaf.spki_der());
     // x509-parser prints arcs beyond u64 as hex, so compare OID bytes.
-    let exts: Vec<(String, bool)> = cert
-        .extensions()
-        .iter()
-        .map(|e| (hex::encode(e.oid.as_bytes()), e.critical))
-        .collect();
+    let exts: Vec<(String, bool)> =
+        cert.extensions().iter().map(|e| (hex::encode(e.oid.as_bytes()), e.critical)).collect();
     let base = "6981bad796a399c8929097afb68bacc0d695b811";
     let expected = [
         ("551d13".to_string(), true),
@@ -342,22 +250,14 @@ fn layout_matches_the_format() {
     assert_eq!(exts, expected);
     let b = qmeta_cert::OID_BASE;
     // AKI = the CA's subject key identifier.
-    let ski = ca
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-            _ => None,
-        });
-    let aki = cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => {
-                a.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
-            _ => None,
-        });
+    let ski = ca.extensions().iter().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+        _ => None,
+    });
+    let aki = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+        _ => None,
+    });
     assert!(ski.is_some());
     assert_eq!(aki, ski);
     assert_eq!(qmeta_cert::field_oid(FieldId::SNI), format!("{b}.2.6"));
@@ -373,12 +273,7 @@ fn debug_output_hides_values_and_keys() {
     let env = parse(&minted.der).unwrap();
     let sealed = hex::encode(&minted.der[sealed_range(&minted.der, FieldId::SNI)]);
     let key_hex = hex::encode(QKD_KEY);
-    for text in [
-        format!("{req:?}"),
-        format!("{env:?}"),
-        format!("{:?}", s.leaf),
-        format!("{:?}", s.issuer),
-    ] {
+    for text in [format!("{req:?}"), format!("{env:?}"), format!("{:?}", s.leaf), format!("{:?}", s.issuer)] {
         assert!(!text.contains("secret-host"), "{text}");
         assert!(!text.contains(&key_hex[..16]), "{text}");
         assert!(!text.contains(&sealed[..16]), "{text}");
@@ -397,8 +292,7 @@ fn issuer_rejects_mismatched_or_foreign_keys() {
     let r = qmeta_cert::Issuer::from_pem(&a.credential.cert_pem, &a.credential.cert_pem);
     assert!(matches!(r, Err(CertError::CaKey)));
     let ed = qmeta_pki::Ca::generate("ed", KeyAlg::Ed25519).unwrap();
-    let issuer =
-        qmeta_cert::Issuer::from_pem(&ed.credential.cert_pem, &ed.credential.key_pem).unwrap();
+    let issuer = qmeta_cert::Issuer::from_pem(&ed.credential.cert_pem, &ed.credential.key_pem).unwrap();
     assert_eq!(issuer.alg(), LeafAlg::Ed25519);
 }
 
@@ -412,13 +306,7 @@ mod fuzz {
         DER.get_or_init(|| {
             let s = setup(KeyAlg::P256, LeafAlg::P256);
             let fields = sample_fields(5, false);
-            mint(
-                &s.issuer,
-                &s.leaf,
-                &request(&fields, &QKD_KEY, 1_700_000_000),
-            )
-            .unwrap()
-            .der
+            mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY, 1_700_000_000)).unwrap().der
         })
     }
 

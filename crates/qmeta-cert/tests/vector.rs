@@ -21,15 +21,8 @@ struct Vector {
 
 fn load() -> Vector {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/v1");
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-    };
-    let der = |name: &str| {
-        CertificateDer::from_pem_slice(read(name).as_bytes())
-            .unwrap()
-            .as_ref()
-            .to_vec()
-    };
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let der = |name: &str| CertificateDer::from_pem_slice(read(name).as_bytes()).unwrap().as_ref().to_vec();
     Vector {
         qkd_key: hex::decode(read("qkd_key.hex").trim()).unwrap(),
         ca_der: der("ca.pem"),
@@ -56,11 +49,7 @@ fn vector_decodes_to_expected_values() {
     for ((id, value), want) in opened.iter().zip(fields) {
         assert_eq!(u64::from(id.get()), want["id"].as_u64().unwrap());
         assert_eq!(id.name(), want["name"].as_str().unwrap());
-        assert_eq!(
-            value.to_display_string(),
-            want["value"].as_str().unwrap(),
-            "{id}"
-        );
+        assert_eq!(value.to_display_string(), want["value"].as_str().unwrap(), "{id}");
     }
     // A key one bit off opens nothing.
     let mut wrong = v.qkd_key.clone();
@@ -126,11 +115,7 @@ fn independent_decoder_following_format_md() {
 
     // Header: SEQUENCE { 1, keyId, stateVersion, 1, SEQUENCE OF dropped }.
     let header_oid = oid_bytes(&format!("{base}.1"));
-    let header = cert
-        .extensions()
-        .iter()
-        .find(|x| x.oid.as_bytes() == header_oid.as_slice())
-        .unwrap();
+    let header = cert.extensions().iter().find(|x| x.oid.as_bytes() == header_oid.as_slice()).unwrap();
     assert!(!header.critical);
     let h = header.value;
     let key_id = hex::encode(&h[7..23]);
@@ -146,27 +131,18 @@ fn independent_decoder_following_format_md() {
 
     // Per-certificate key: HKDF-SHA256(ikm = QKD key, salt = serial, info = label).
     let mut value_key = [0u8; 32];
-    Hkdf::<Sha256>::new(Some(serial), &v.qkd_key)
-        .expand(b"qmeta cert v1 value key", &mut value_key)
-        .unwrap();
+    Hkdf::<Sha256>::new(Some(serial), &v.qkd_key).expand(b"qmeta cert v1 value key", &mut value_key).unwrap();
     let w = &e["worked_example"];
     assert_eq!(hex::encode(value_key), w["value_key_hex"].as_str().unwrap());
     assert_eq!(w["hkdf_salt_hex"].as_str().unwrap(), hex::encode(serial));
     assert_eq!(w["hkdf_ikm_hex"].as_str().unwrap(), hex::encode(&v.qkd_key));
-    assert_eq!(
-        w["hkdf_info_hex"].as_str().unwrap(),
-        hex::encode(b"qmeta cert v1 value key")
-    );
+    assert_eq!(w["hkdf_info_hex"].as_str().unwrap(), hex::encode(b"qmeta cert v1 value key"));
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &value_key).unwrap());
 
     for want in e["fields"].as_array().unwrap() {
         let id = want["id"].as_u64().unwrap() as u16;
         let oid = oid_bytes(&format!("{base}.2.{id}"));
-        let ext = cert
-            .extensions()
-            .iter()
-            .find(|x| x.oid.as_bytes() == oid.as_slice())
-            .unwrap();
+        let ext = cert.extensions().iter().find(|x| x.oid.as_bytes() == oid.as_slice()).unwrap();
         assert!(!ext.critical);
         let sealed = octet_string(ext.value);
         assert_eq!(hex::encode(sealed), want["sealed_hex"].as_str().unwrap());
@@ -181,11 +157,7 @@ fn independent_decoder_following_format_md() {
         }
         let mut buf = sealed.to_vec();
         let plain = key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&aad[..]),
-                &mut buf,
-            )
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut buf)
             .unwrap_or_else(|_| panic!("field {id} does not authenticate"))
             .to_vec();
         if id == 1 {
@@ -193,40 +165,21 @@ fn independent_decoder_following_format_md() {
         }
         let field = FieldId::new(id).unwrap();
         let value = FieldValue::decode(field, &plain).unwrap();
-        assert_eq!(
-            value.to_display_string(),
-            want["value"].as_str().unwrap(),
-            "field {id}"
-        );
+        assert_eq!(value.to_display_string(), want["value"].as_str().unwrap(), "field {id}");
     }
 }
 
 #[test]
 fn openssl_verifies_the_vector_at_its_time() {
-    let found = std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "the `openssl` binary is required for this test: install it (apt-get install openssl)"
-    );
+    let found =
+        std::process::Command::new("openssl").arg("version").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(found, "the `openssl` binary is required for this test: install it (apt-get install openssl)");
     let v = load();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/v1");
     let at = (v.expected["not_before"].as_u64().unwrap() + 60).to_string();
     let out = std::process::Command::new("openssl")
         .current_dir(&dir)
-        .args([
-            "verify",
-            "-attime",
-            &at,
-            "-purpose",
-            "sslclient",
-            "-CAfile",
-            "ca.pem",
-            "cert.pem",
-        ])
+        .args(["verify", "-attime", &at, "-purpose", "sslclient", "-CAfile", "ca.pem", "cert.pem"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -15,10 +15,7 @@ fn webpki_verify(ca_der: &[u8], leaf_der: &[u8], at: u64) -> Result<(), webpki::
     let anchor = webpki::anchor_from_trusted_cert(&ca)?;
     let leaf = CertificateDer::from(leaf_der.to_vec());
     let ee = webpki::EndEntityCert::try_from(&leaf)?;
-    let algs = [
-        webpki::aws_lc_rs::ECDSA_P256_SHA256,
-        webpki::aws_lc_rs::ED25519,
-    ];
+    let algs = [webpki::aws_lc_rs::ECDSA_P256_SHA256, webpki::aws_lc_rs::ED25519];
     ee.verify_for_usage(
         &algs,
         &[anchor],
@@ -45,35 +42,21 @@ fn webpki_accepts_minted_certificates() {
         let now = now();
         let minted = mint(&s.issuer, &s.leaf, &request(&fields, &QKD_KEY, now)).unwrap();
         let ca_der = s.issuer.ca_cert_der();
-        webpki_verify(ca_der, &minted.der, now)
-            .unwrap_or_else(|e| panic!("{ca_alg:?}/{leaf_alg:?}: {e:?}"));
+        webpki_verify(ca_der, &minted.der, now).unwrap_or_else(|e| panic!("{ca_alg:?}/{leaf_alg:?}: {e:?}"));
         // And it must fail for the right reasons, or the check above proves nothing.
-        assert!(matches!(
-            webpki_verify(ca_der, &minted.der, now + 301),
-            Err(webpki::Error::CertExpired { .. })
-        ));
+        assert!(matches!(webpki_verify(ca_der, &minted.der, now + 301), Err(webpki::Error::CertExpired { .. })));
         let other = setup(ca_alg, leaf_alg);
         assert!(webpki_verify(other.issuer.ca_cert_der(), &minted.der, now).is_err());
         let mut tampered = minted.der.clone();
         let r = sealed_range(&tampered, qmeta_fields::FieldId::SRC_IP);
         tampered[r.start] ^= 1;
-        assert!(
-            webpki_verify(ca_der, &tampered, now).is_err(),
-            "signature covers the sealed values"
-        );
+        assert!(webpki_verify(ca_der, &tampered, now).is_err(), "signature covers the sealed values");
     }
 }
 
 fn openssl() -> Command {
-    let found = Command::new("openssl")
-        .arg("version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "the `openssl` binary is required for this test: install it (apt-get install openssl)"
-    );
+    let found = Command::new("openssl").arg("version").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(found, "the `openssl` binary is required for this test: install it (apt-get install openssl)");
     Command::new("openssl")
 }
 
@@ -89,36 +72,19 @@ fn openssl_prints_and_verifies_minted_certificates() {
         std::fs::write(&ca_path, &s.ca.credential.cert_pem).unwrap();
         std::fs::write(&leaf_path, pem("CERTIFICATE", &minted.der)).unwrap();
 
-        let text = openssl()
-            .args(["x509", "-noout", "-text", "-in"])
-            .arg(&leaf_path)
-            .output()
-            .unwrap();
+        let text = openssl().args(["x509", "-noout", "-text", "-in"]).arg(&leaf_path).output().unwrap();
         let stdout = String::from_utf8_lossy(&text.stdout);
-        assert!(
-            text.status.success(),
-            "openssl x509 failed: {}",
-            String::from_utf8_lossy(&text.stderr)
-        );
+        assert!(text.status.success(), "openssl x509 failed: {}", String::from_utf8_lossy(&text.stderr));
         assert!(stdout.contains(&format!("{OID_BASE}.1")), "{stdout}");
         assert!(stdout.contains(&format!("{OID_BASE}.2.8")), "{stdout}");
         assert!(stdout.contains("TLS Web Client Authentication"), "{stdout}");
         // OpenSSL prints the serial's value: the 16 bytes, colon-separated.
-        let serial_colons: Vec<&str> = (0..16)
-            .map(|i| &minted.serial_hex[2 * i..2 * i + 2])
-            .collect();
+        let serial_colons: Vec<&str> = (0..16).map(|i| &minted.serial_hex[2 * i..2 * i + 2]).collect();
         assert!(stdout.contains(&serial_colons.join(":")), "{stdout}");
 
         let verify = openssl()
             .current_dir(dir.path())
-            .args([
-                "verify",
-                "-purpose",
-                "sslclient",
-                "-CAfile",
-                "ca.pem",
-                "leaf.pem",
-            ])
+            .args(["verify", "-purpose", "sslclient", "-CAfile", "ca.pem", "leaf.pem"])
             .output()
             .unwrap();
         let out = String::from_utf8_lossy(&verify.stdout);

@@ -93,27 +93,15 @@ impl Document {
                 message: format!("not valid TOML: {}", e.to_string().trim()),
             }])
         })?;
-        let base_dir = Path::new(file)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        Ok(Document {
-            file: file.to_string(),
-            base_dir,
-            table,
-            errors: Rc::default(),
-        })
+        let base_dir = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Document { file: file.to_string(), base_dir, table, errors: Rc::default() })
     }
 
     /// Reads and parses a file; an unreadable file is a config error too.
     pub fn load(path: &Path) -> Result<Document, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: file.clone(),
-                key: String::new(),
-                message: e.to_string(),
-            }])
+            ConfigErrors(vec![ConfigError { file: file.clone(), key: String::new(), message: e.to_string() }])
         })?;
         Document::parse(&file, &text)
     }
@@ -167,13 +155,7 @@ impl Section {
         self.table.get(key)
     }
 
-    fn typed<T>(
-        &self,
-        key: &str,
-        required: bool,
-        what: &str,
-        f: impl Fn(&toml::Value) -> Option<T>,
-    ) -> Option<T> {
+    fn typed<T>(&self, key: &str, required: bool, what: &str, f: impl Fn(&toml::Value) -> Option<T>) -> Option<T> {
         match self.get(key) {
             None => {
                 if required {
@@ -202,8 +184,7 @@ impl Section {
         self.typed(key, false, "a string", |v| v.as_str().map(str::to_string))
     }
     pub fn bool_or(&self, key: &str, default: bool) -> bool {
-        self.typed(key, false, "true or false", |v| v.as_bool())
-            .unwrap_or(default)
+        self.typed(key, false, "true or false", |v| v.as_bool()).unwrap_or(default)
     }
     /// An integer within `range`.
     pub fn int(&self, key: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
@@ -212,18 +193,10 @@ impl Section {
     pub fn opt_int(&self, key: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
         self.int_impl(key, false, range)
     }
-    fn int_impl(
-        &self,
-        key: &str,
-        required: bool,
-        range: std::ops::RangeInclusive<i64>,
-    ) -> Option<i64> {
+    fn int_impl(&self, key: &str, required: bool, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
         let v = self.typed(key, required, "an integer", |v| v.as_integer())?;
         if !range.contains(&v) {
-            self.error(
-                key,
-                format!("{v} is out of range {}..={}", range.start(), range.end()),
-            );
+            self.error(key, format!("{v} is out of range {}..={}", range.start(), range.end()));
             return None;
         }
         Some(v)
@@ -279,9 +252,7 @@ impl Section {
         self.path_impl(key, false, must_exist)
     }
     fn path_impl(&self, key: &str, required: bool, must_exist: bool) -> Option<PathBuf> {
-        let s = self.typed(key, required, "a file path", |v| {
-            v.as_str().map(str::to_string)
-        })?;
+        let s = self.typed(key, required, "a file path", |v| v.as_str().map(str::to_string))?;
         let p = self.base_dir.join(&s);
         if must_exist && !p.exists() {
             self.error(key, format!("file {} does not exist", p.display()));
@@ -304,9 +275,7 @@ impl Section {
 
     /// An array of tables (`[[backend]]`), each as a section named `key[i]`.
     pub fn tables(&self, key: &str, required: bool) -> Vec<Section> {
-        let Some(arr) = self.typed(key, required, "an array of tables", |v| {
-            v.as_array().cloned()
-        }) else {
+        let Some(arr) = self.typed(key, required, "an array of tables", |v| v.as_array().cloned()) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -359,10 +328,7 @@ impl Section {
 }
 
 fn string_array(v: &toml::Value) -> Option<Vec<String>> {
-    v.as_array()?
-        .iter()
-        .map(|x| x.as_str().map(str::to_string))
-        .collect()
+    v.as_array()?.iter().map(|x| x.as_str().map(str::to_string)).collect()
 }
 
 fn describe(v: &toml::Value) -> String {
@@ -421,14 +387,7 @@ mod tests {
             b.deny_unknown();
         }
         let errs = root.finish().unwrap_err();
-        for key in [
-            "listen",
-            "rotation",
-            "node_id",
-            "typo",
-            "backend[0].name",
-            "backend[0].address",
-        ] {
+        for key in ["listen", "rotation", "node_id", "typo", "backend[0].name", "backend[0].address"] {
             assert!(errs.mentions(key), "missing {key} in {errs}");
         }
         assert_eq!(errs.len(), 6, "{errs}");

@@ -20,36 +20,17 @@ pub struct ClientSession {
 impl ClientSession {
     /// `sender_sae` is the agent's SAE id (the KME `master` of its keys).
     pub fn new(sender_sae: String) -> ClientSession {
-        ClientSession {
-            sender: sender_sae,
-            last_seq: 0,
-            pending: None,
-        }
+        ClientSession { sender: sender_sae, last_seq: 0, pending: None }
     }
 
     /// The frame for `cmd`, MACed with `key[0..32]` (`key` is the 64-byte
     /// one-time key `key_id` names). Replaces any outstanding request.
-    pub fn request(
-        &mut self,
-        cmd: &Command,
-        key_id: Uuid,
-        key: &[u8],
-        now_unix_ms: u64,
-    ) -> Vec<u8> {
-        let seq = self
-            .last_seq
-            .saturating_add(1)
-            .max(now_unix_ms.saturating_mul(1000));
+    pub fn request(&mut self, cmd: &Command, key_id: Uuid, key: &[u8], now_unix_ms: u64) -> Vec<u8> {
+        let seq = self.last_seq.saturating_add(1).max(now_unix_ms.saturating_mul(1000));
         self.last_seq = seq;
         self.pending = Some((key_id, seq));
         let (ty, body) = wire::encode_command(cmd);
-        let h = Header {
-            ty,
-            seq,
-            timestamp_ms: now_unix_ms,
-            key_id,
-            sender: &self.sender,
-        };
+        let h = Header { ty, seq, timestamp_ms: now_unix_ms, key_id, sender: &self.sender };
         encode_frame(&h, &body, Some(&key[..key.len().min(32)]))
     }
 
@@ -57,11 +38,7 @@ impl ClientSession {
     /// (`key` is that request's 64-byte key). `Ok(None)`: incomplete.
     /// An unauthenticated ERROR is returned as advisory
     /// (`authenticated: false`) without settling the request.
-    pub fn read_reply(
-        &mut self,
-        buf: &[u8],
-        key: &[u8],
-    ) -> Result<Option<(usize, Reply)>, FrameError> {
+    pub fn read_reply(&mut self, buf: &[u8], key: &[u8]) -> Result<Option<(usize, Reply)>, FrameError> {
         let Some((used, inc)) = parse_frame(buf)? else {
             return Ok(None);
         };

@@ -36,10 +36,8 @@ impl Command {
                 format!("RANDOMIZE {scope} [{}]", from.names().join(","))
             }
             Command::Sync { scopes } => {
-                let parts: Vec<String> = scopes
-                    .iter()
-                    .map(|(s, set)| format!("{s}=[{}]", set.names().join(",")))
-                    .collect();
+                let parts: Vec<String> =
+                    scopes.iter().map(|(s, set)| format!("{s}=[{}]", set.names().join(","))).collect();
                 format!("SYNC {}", parts.join(" "))
             }
             Command::Query => "QUERY".to_string(),
@@ -63,18 +61,10 @@ impl Command {
 pub enum Reply {
     /// Accepted. `scopes` holds the affected scope (absent when a RESET
     /// removed an SNI scope) or, for SYNC and QUERY, every scope.
-    Ack {
-        version: u64,
-        scopes: Vec<(Scope, FieldSet)>,
-        drawn: Option<FieldSet>,
-    },
+    Ack { version: u64, scopes: Vec<(Scope, FieldSet)>, drawn: Option<FieldSet> },
     /// Refused. `authenticated == false` means the LB could not MAC the
     /// answer (it did not hold the key): treat it as advisory only.
-    Error {
-        code: u16,
-        reason: String,
-        authenticated: bool,
-    },
+    Error { code: u16, reason: String, authenticated: bool },
 }
 
 impl Reply {
@@ -83,9 +73,7 @@ impl Reply {
     pub fn not_permitted_field(&self) -> Option<FieldId> {
         match self {
             Reply::Error { code, reason, .. } if *code == crate::ErrorCode::NotPermitted as u16 => {
-                let name = reason
-                    .strip_prefix("field ")?
-                    .strip_suffix(" not permitted")?;
+                let name = reason.strip_prefix("field ")?.strip_suffix(" not permitted")?;
                 FieldId::from_name(name)
             }
             _ => None,
@@ -99,29 +87,15 @@ mod tests {
 
     #[test]
     fn summaries_name_fields_not_values() {
-        let c = Command::Include {
-            scope: Scope::Backend,
-            field: FieldId::SNI,
-        };
+        let c = Command::Include { scope: Scope::Backend, field: FieldId::SNI };
         assert_eq!(c.summary(), "INCLUDE backend sni");
         let from: FieldSet = [FieldId::SRC_IP, FieldId::JA4].into_iter().collect();
-        let c = Command::Randomize {
-            scope: Scope::Sni("a.example".into()),
-            from: from.clone(),
-        };
+        let c = Command::Randomize { scope: Scope::Sni("a.example".into()), from: from.clone() };
         assert_eq!(c.summary(), "RANDOMIZE sni=a.example [src_ip,ja4]");
-        let c = Command::Sync {
-            scopes: vec![(Scope::Backend, from)],
-        };
+        let c = Command::Sync { scopes: vec![(Scope::Backend, from)] };
         assert_eq!(c.summary(), "SYNC backend=[src_ip,ja4]");
         assert_eq!(Command::Query.summary(), "QUERY");
-        assert_eq!(
-            Command::Reset {
-                scope: Scope::Backend
-            }
-            .summary(),
-            "RESET backend"
-        );
+        assert_eq!(Command::Reset { scope: Scope::Backend }.summary(), "RESET backend");
     }
 
     #[test]
@@ -132,11 +106,7 @@ mod tests {
             authenticated: true,
         };
         assert_eq!(r.not_permitted_field(), Some(FieldId::JA4));
-        let r = Reply::Error {
-            code: 1,
-            reason: "field ja4 not permitted".into(),
-            authenticated: true,
-        };
+        let r = Reply::Error { code: 1, reason: "field ja4 not permitted".into(), authenticated: true };
         assert_eq!(r.not_permitted_field(), None);
     }
 }

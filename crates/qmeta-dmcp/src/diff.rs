@@ -14,22 +14,16 @@ use std::collections::BTreeMap;
 pub fn diff(acked: &[(Scope, FieldSet)], desired: &[(Scope, FieldSet)]) -> Vec<Command> {
     let acked: BTreeMap<&Scope, &FieldSet> = acked.iter().map(|(s, f)| (s, f)).collect();
     let desired_map: BTreeMap<&Scope, &FieldSet> = desired.iter().map(|(s, f)| (s, f)).collect();
-    let (Some(acked_backend), Some(want_backend)) =
-        (acked.get(&Scope::Backend), desired_map.get(&Scope::Backend))
+    let (Some(acked_backend), Some(want_backend)) = (acked.get(&Scope::Backend), desired_map.get(&Scope::Backend))
     else {
-        let scopes = desired_map
-            .into_iter()
-            .map(|(s, f)| (s.clone(), f.clone()))
-            .collect();
+        let scopes = desired_map.into_iter().map(|(s, f)| (s.clone(), f.clone())).collect();
         return vec![Command::Sync { scopes }];
     };
     let mut out = Vec::new();
     changes(&Scope::Backend, acked_backend, want_backend, &mut out);
     for scope in acked.keys().filter(|s| ***s != Scope::Backend) {
         if !desired_map.contains_key(scope) {
-            out.push(Command::Reset {
-                scope: (*scope).clone(),
-            });
+            out.push(Command::Reset { scope: (*scope).clone() });
         }
     }
     for (scope, want) in desired_map.iter().filter(|(s, _)| ***s != Scope::Backend) {
@@ -49,29 +43,17 @@ pub fn diff(acked: &[(Scope, FieldSet)], desired: &[(Scope, FieldSet)]) -> Vec<C
 
 fn changes(scope: &Scope, have: &FieldSet, want: &FieldSet, out: &mut Vec<Command>) {
     for field in have.difference(want).iter() {
-        out.push(Command::Exclude {
-            scope: scope.clone(),
-            field,
-        });
+        out.push(Command::Exclude { scope: scope.clone(), field });
     }
     for field in want.difference(have).iter() {
-        out.push(Command::Include {
-            scope: scope.clone(),
-            field,
-        });
+        out.push(Command::Include { scope: scope.clone(), field });
     }
 }
 
 fn pin(scope: &Scope, want: &FieldSet) -> Command {
     match want.iter().next() {
-        Some(field) => Command::Include {
-            scope: scope.clone(),
-            field,
-        },
-        None => Command::Exclude {
-            scope: scope.clone(),
-            field: FieldId::SRC_IP,
-        },
+        Some(field) => Command::Include { scope: scope.clone(), field },
+        None => Command::Exclude { scope: scope.clone(), field: FieldId::SRC_IP },
     }
 }
 
@@ -81,29 +63,17 @@ mod tests {
     use crate::ControlState;
     use proptest::prelude::*;
 
-    const POOL: [FieldId; 6] = [
-        FieldId::SRC_IP,
-        FieldId::SRC_PORT,
-        FieldId::TIMESTAMP,
-        FieldId::SNI,
-        FieldId::JA4,
-        FieldId::GEO_COUNTRY,
-    ];
+    const POOL: [FieldId; 6] =
+        [FieldId::SRC_IP, FieldId::SRC_PORT, FieldId::TIMESTAMP, FieldId::SNI, FieldId::JA4, FieldId::GEO_COUNTRY];
 
     fn state_strategy() -> impl Strategy<Value = Vec<(Scope, FieldSet)>> {
         let set = proptest::collection::vec(0usize..POOL.len(), 0..6)
             .prop_map(|ix| ix.into_iter().map(|i| POOL[i]).collect::<FieldSet>());
-        let snis = proptest::collection::btree_map(
-            prop_oneof![Just("a"), Just("b"), Just("c.example")],
-            set.clone(),
-            0..3,
-        );
+        let snis =
+            proptest::collection::btree_map(prop_oneof![Just("a"), Just("b"), Just("c.example")], set.clone(), 0..3);
         (set, snis).prop_map(|(backend, snis)| {
             let mut v = vec![(Scope::Backend, backend)];
-            v.extend(
-                snis.into_iter()
-                    .map(|(n, s)| (Scope::Sni(n.to_string()), s)),
-            );
+            v.extend(snis.into_iter().map(|(n, s)| (Scope::Sni(n.to_string()), s)));
             v
         })
     }
@@ -111,13 +81,7 @@ mod tests {
     fn at(scopes: &[(Scope, FieldSet)]) -> ControlState {
         let all: FieldSet = POOL.into_iter().collect();
         let mut s = ControlState::new(FieldSet::new(), all);
-        s.dispatch(
-            &Command::Sync {
-                scopes: scopes.to_vec(),
-            },
-            [0; 32],
-        )
-        .unwrap();
+        s.dispatch(&Command::Sync { scopes: scopes.to_vec() }, [0; 32]).unwrap();
         s
     }
 
@@ -140,21 +104,13 @@ mod tests {
         let desired = vec![(Scope::Backend, b.clone()), (Scope::Sni("x".into()), b)];
         assert_eq!(
             diff(&acked, &desired),
-            vec![Command::Include {
-                scope: Scope::Sni("x".into()),
-                field: FieldId::SRC_IP
-            }]
+            vec![Command::Include { scope: Scope::Sni("x".into()), field: FieldId::SRC_IP }]
         );
     }
 
     #[test]
     fn missing_backend_means_sync() {
         let desired = vec![(Scope::Backend, FieldSet::new())];
-        assert_eq!(
-            diff(&[], &desired),
-            vec![Command::Sync {
-                scopes: desired.clone()
-            }]
-        );
+        assert_eq!(diff(&[], &desired), vec![Command::Sync { scopes: desired.clone() }]);
     }
 }

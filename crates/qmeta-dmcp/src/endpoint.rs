@@ -28,11 +28,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_clock_skew_ms: 30_000,
-            seq_window: 64,
-            max_remembered_keys: 16_384,
-        }
+        Limits { max_clock_skew_ms: 30_000, seq_window: 64, max_remembered_keys: 16_384 }
     }
 }
 
@@ -75,11 +71,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(state: ControlState, limits: Limits) -> Endpoint {
-        Endpoint {
-            state,
-            limits,
-            guard: ReplayGuard::default(),
-        }
+        Endpoint { state, limits, guard: ReplayGuard::default() }
     }
 
     pub fn state(&self) -> &ControlState {
@@ -91,18 +83,8 @@ impl Endpoint {
     /// fetched). Answers are MACed with `key[32..64]` whenever the key is
     /// known and this key id has not been answered before; otherwise the
     /// answer is an unauthenticated ERROR.
-    pub fn handle(
-        &mut self,
-        incoming: Incoming,
-        key: Option<&[u8]>,
-        now_unix_ms: u64,
-        random: [u8; 32],
-    ) -> Handled {
-        let keep_ms = self
-            .limits
-            .max_clock_skew_ms
-            .saturating_mul(2)
-            .saturating_add(1_000);
+    pub fn handle(&mut self, incoming: Incoming, key: Option<&[u8]>, now_unix_ms: u64, random: [u8; 32]) -> Handled {
+        let keep_ms = self.limits.max_clock_skew_ms.saturating_mul(2).saturating_add(1_000);
         self.guard.prune(now_unix_ms, keep_ms);
         let decoded: Result<Command, BodyError> = if frame::is_request(incoming.ty) {
             wire::decode_command(incoming.ty, incoming.body())
@@ -116,10 +98,7 @@ impl Endpoint {
                 sender: incoming.sender.clone(),
                 key_id: incoming.key_id(),
                 seq: Some(incoming.seq),
-                command: decoded
-                    .as_ref()
-                    .map(Command::summary)
-                    .unwrap_or_else(|_| "<unparsed>".into()),
+                command: decoded.as_ref().map(Command::summary).unwrap_or_else(|_| "<unparsed>".into()),
                 accepted: false,
                 reason: None,
                 version: self.state.version(),
@@ -150,22 +129,13 @@ impl Endpoint {
             return reply.authenticated(reply_key, ErrorCode::BadTag, "bad tag");
         }
         if incoming.timestamp_ms.abs_diff(now_unix_ms) > self.limits.max_clock_skew_ms {
-            return reply.authenticated(
-                reply_key,
-                ErrorCode::Stale,
-                "timestamp outside the allowed clock skew",
-            );
+            return reply.authenticated(reply_key, ErrorCode::Stale, "timestamp outside the allowed clock skew");
         }
         let window = self.limits.seq_window.min(64);
         if !self.guard.seq_fresh(&incoming.sender, incoming.seq, window) {
-            return reply.authenticated(
-                reply_key,
-                ErrorCode::BadSeq,
-                "sequence number replayed or reordered",
-            );
+            return reply.authenticated(reply_key, ErrorCode::BadSeq, "sequence number replayed or reordered");
         }
-        self.guard
-            .accept_seq(&incoming.sender, incoming.seq, now_unix_ms);
+        self.guard.accept_seq(&incoming.sender, incoming.seq, now_unix_ms);
 
         if !frame::is_request(incoming.ty) {
             return reply.authenticated(reply_key, ErrorCode::UnexpectedType, "not a request type");
@@ -186,11 +156,9 @@ impl Endpoint {
             Ok(applied) => {
                 let scopes = match cmd.scope() {
                     None => self.state.scopes(),
-                    Some(scope) => self
-                        .state
-                        .scope(scope)
-                        .map(|set| vec![(scope.clone(), set.clone())])
-                        .unwrap_or_default(),
+                    Some(scope) => {
+                        self.state.scope(scope).map(|set| vec![(scope.clone(), set.clone())]).unwrap_or_default()
+                    }
                 };
                 let body = wire::encode_ack(applied.version, &scopes, applied.drawn.as_ref());
                 reply.outcome.accepted = true;
@@ -222,17 +190,8 @@ struct Reply<'a> {
 
 impl Reply<'_> {
     fn finish(self, ty: u8, body: &[u8], mac_key: Option<&[u8]>) -> Handled {
-        let h = Header {
-            ty,
-            seq: self.incoming.seq,
-            timestamp_ms: self.now,
-            key_id: self.incoming.key_id,
-            sender: "",
-        };
-        Handled {
-            reply: encode_frame(&h, body, mac_key),
-            outcome: self.outcome,
-        }
+        let h = Header { ty, seq: self.incoming.seq, timestamp_ms: self.now, key_id: self.incoming.key_id, sender: "" };
+        Handled { reply: encode_frame(&h, body, mac_key), outcome: self.outcome }
     }
     fn refuse(mut self, code: ErrorCode, reason: &str) -> (Self, Vec<u8>) {
         self.outcome.reason = Some(format!("{}: {reason}", code.name()));
@@ -257,13 +216,7 @@ pub fn reject_unparsable(err: &FrameError, now_unix_ms: u64) -> Vec<u8> {
         FrameError::UnknownSender => ErrorCode::UnknownSender,
         _ => ErrorCode::BadFrame,
     };
-    let h = Header {
-        ty: frame::TYPE_ERROR_UNAUTH,
-        seq: 0,
-        timestamp_ms: now_unix_ms,
-        key_id: Uuid::nil(),
-        sender: "",
-    };
+    let h = Header { ty: frame::TYPE_ERROR_UNAUTH, seq: 0, timestamp_ms: now_unix_ms, key_id: Uuid::nil(), sender: "" };
     encode_frame(&h, &wire::encode_error(code as u16, &err.to_string()), None)
 }
 
@@ -294,8 +247,7 @@ impl ReplayGuard {
             self.order.pop_front();
             self.keys.remove(&id);
         }
-        self.senders
-            .retain(|_, w| w.last_ms.saturating_add(keep_ms) >= now);
+        self.senders.retain(|_, w| w.last_ms.saturating_add(keep_ms) >= now);
     }
 
     fn remember(&mut self, id: Uuid, now: u64) {
@@ -317,14 +269,7 @@ impl ReplayGuard {
     fn accept_seq(&mut self, sender: &str, seq: u64, now: u64) {
         match self.senders.get_mut(sender) {
             None => {
-                self.senders.insert(
-                    sender.to_string(),
-                    SeqWindow {
-                        top: seq,
-                        seen: 1,
-                        last_ms: now,
-                    },
-                );
+                self.senders.insert(sender.to_string(), SeqWindow { top: seq, seen: 1, last_ms: now });
             }
             Some(w) => {
                 if seq > w.top {
@@ -352,25 +297,13 @@ mod tests {
 
     fn endpoint(window: u64) -> Endpoint {
         let all: FieldSet = FieldId::known().collect();
-        Endpoint::new(
-            ControlState::new(FieldSet::new(), all),
-            Limits {
-                seq_window: window,
-                ..Limits::default()
-            },
-        )
+        Endpoint::new(ControlState::new(FieldSet::new(), all), Limits { seq_window: window, ..Limits::default() })
     }
 
     /// A QUERY with a chosen seq under key `n`.
     fn query(seq: u64, n: u8) -> (Vec<u8>, Vec<u8>) {
         let key = vec![n; 64];
-        let h = Header {
-            ty: TYPE_QUERY,
-            seq,
-            timestamp_ms: NOW,
-            key_id: Uuid::from_u128(n as u128),
-            sender: "a",
-        };
+        let h = Header { ty: TYPE_QUERY, seq, timestamp_ms: NOW, key_id: Uuid::from_u128(n as u128), sender: "a" };
         (encode_frame(&h, &[], Some(&key[..32])), key)
     }
 
@@ -401,11 +334,7 @@ mod tests {
         let mut ep = endpoint(64);
         let (f, key) = query(1, 1);
         let (_, inc) = parse_frame(&f).unwrap().unwrap();
-        assert!(
-            ep.handle(inc.clone(), Some(&key), NOW, [0; 32])
-                .outcome
-                .accepted
-        );
+        assert!(ep.handle(inc.clone(), Some(&key), NOW, [0; 32]).outcome.accepted);
         let h = ep.handle(inc.clone(), Some(&key), NOW + 60_000, [0; 32]);
         assert!(h.outcome.reason.unwrap().starts_with("REPLAYED_KEY"));
         // Forgotten later, but then the timestamp is stale.
@@ -428,13 +357,7 @@ mod tests {
         let mut ep = endpoint(64);
         let key = vec![1u8; 64];
         // An INCLUDE whose body has a trailing byte.
-        let h = Header {
-            ty: TYPE_INCLUDE,
-            seq: 1,
-            timestamp_ms: NOW,
-            key_id: Uuid::from_u128(1),
-            sender: "a",
-        };
+        let h = Header { ty: TYPE_INCLUDE, seq: 1, timestamp_ms: NOW, key_id: Uuid::from_u128(1), sender: "a" };
         let f = encode_frame(&h, &[0, 0, 6, 9], Some(&key[..32]));
         let (_, inc) = parse_frame(&f).unwrap().unwrap();
         let out = ep.handle(inc, Some(&key), NOW, [0; 32]);
@@ -444,22 +367,11 @@ mod tests {
         assert_eq!(reply.ty, frame::TYPE_ERROR);
         assert!(reply.verify(&key[32..]));
         // An ACK sent to the LB.
-        let h = Header {
-            ty: frame::TYPE_ACK,
-            seq: 2,
-            timestamp_ms: NOW,
-            key_id: Uuid::from_u128(2),
-            sender: "a",
-        };
+        let h = Header { ty: frame::TYPE_ACK, seq: 2, timestamp_ms: NOW, key_id: Uuid::from_u128(2), sender: "a" };
         let key = vec![2u8; 64];
         let f = encode_frame(&h, &wire::encode_ack(0, &[], None), Some(&key[..32]));
         let (_, inc) = parse_frame(&f).unwrap().unwrap();
-        assert!(ep
-            .handle(inc, Some(&key), NOW, [0; 32])
-            .outcome
-            .reason
-            .unwrap()
-            .starts_with("UNEXPECTED_TYPE"));
+        assert!(ep.handle(inc, Some(&key), NOW, [0; 32]).outcome.reason.unwrap().starts_with("UNEXPECTED_TYPE"));
         assert_eq!(ep.state().version(), 0);
     }
 

@@ -109,10 +109,7 @@ impl Incoming {
     /// Constant-time check of the tag under a 32-byte one-time key.
     pub(crate) fn verify(&self, mac_key: &[u8]) -> bool {
         let want = tag(mac_key, &self.signed);
-        want.iter()
-            .zip(self.tag.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        want.iter().zip(self.tag.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 }
 
@@ -232,13 +229,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample() -> Vec<u8> {
-        let h = Header {
-            ty: TYPE_QUERY,
-            seq: 1,
-            timestamp_ms: 2,
-            key_id: Uuid::from_u128(3),
-            sender: "agent",
-        };
+        let h = Header { ty: TYPE_QUERY, seq: 1, timestamp_ms: 2, key_id: Uuid::from_u128(3), sender: "agent" };
         encode_frame(&h, &[], Some(&[7u8; 32]))
     }
 
@@ -247,10 +238,7 @@ mod tests {
         let f = sample();
         let (used, inc) = parse_frame(&f).unwrap().unwrap();
         assert_eq!(used, f.len());
-        assert_eq!(
-            (inc.seq(), inc.timestamp_ms(), inc.sender()),
-            (1, 2, "agent")
-        );
+        assert_eq!((inc.seq(), inc.timestamp_ms(), inc.sender()), (1, 2, "agent"));
         assert_eq!(inc.key_id(), Some(Uuid::from_u128(3)));
         assert!(inc.verify(&[7u8; 32]));
         assert!(!inc.verify(&[8u8; 32]));
@@ -276,16 +264,10 @@ mod tests {
         assert_eq!(parse_frame(&bad[..1]).unwrap_err(), FrameError::BadMagic);
         let mut bad = f.clone();
         bad[4] = 2;
-        assert_eq!(
-            parse_frame(&bad[..5]).unwrap_err(),
-            FrameError::UnsupportedVersion(2)
-        );
+        assert_eq!(parse_frame(&bad[..5]).unwrap_err(), FrameError::UnsupportedVersion(2));
         let mut bad = f.clone();
         bad[5] = 0x42;
-        assert_eq!(
-            parse_frame(&bad).unwrap_err(),
-            FrameError::UnknownType(0x42)
-        );
+        assert_eq!(parse_frame(&bad).unwrap_err(), FrameError::UnknownType(0x42));
         let mut bad = f.clone();
         bad[6] = 1;
         assert_eq!(parse_frame(&bad).unwrap_err(), FrameError::BadFlags(1));
@@ -294,16 +276,10 @@ mod tests {
         assert_eq!(parse_frame(&bad).unwrap_err(), FrameError::BadSender);
         let mut bad = f.clone();
         bad[40..42].copy_from_slice(&(MAX_FRAME as u16).to_be_bytes());
-        assert!(matches!(
-            parse_frame(&bad[..HEADER_LEN]),
-            Err(FrameError::Oversized { .. })
-        ));
+        assert!(matches!(parse_frame(&bad[..HEADER_LEN]), Err(FrameError::Oversized { .. })));
         let mut bad = f.clone();
         bad[HEADER_LEN] = b' ';
-        assert_eq!(
-            parse_frame(&bad[..HEADER_LEN + 1]).unwrap_err(),
-            FrameError::BadSender
-        );
+        assert_eq!(parse_frame(&bad[..HEADER_LEN + 1]).unwrap_err(), FrameError::BadSender);
     }
 
     proptest! {

@@ -37,10 +37,7 @@ pub use codes::ErrorCode;
 pub use command::{Command, Reply};
 pub use diff::diff;
 pub use endpoint::{reject_unparsable, Endpoint, Handled, Limits, Outcome, KEY_LEN};
-pub use frame::{
-    parse_frame, FrameError, Incoming, HEADER_LEN, MAGIC, MAX_FRAME, MAX_SENDER_LEN, TAG_LEN,
-    VERSION,
-};
+pub use frame::{parse_frame, FrameError, Incoming, HEADER_LEN, MAGIC, MAX_FRAME, MAX_SENDER_LEN, TAG_LEN, VERSION};
 pub use scope::{Scope, MAX_SNI_LEN};
 pub use state::{Applied, ControlState, Refusal, MAX_SCOPES, MAX_SET_LEN};
 pub use wire::{BodyError, MAX_REASON_LEN};

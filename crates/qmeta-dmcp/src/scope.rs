@@ -38,9 +38,7 @@ impl Scope {
 
 pub(crate) fn valid_sni(name: &str) -> bool {
     (1..=MAX_SNI_LEN).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
-        })
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 impl fmt::Display for Scope {
@@ -59,10 +57,7 @@ mod tests {
     #[test]
     fn display_and_validation() {
         assert_eq!(Scope::Backend.to_string(), "backend");
-        assert_eq!(
-            Scope::sni("API.Example.com").unwrap().to_string(),
-            "sni=api.example.com"
-        );
+        assert_eq!(Scope::sni("API.Example.com").unwrap().to_string(), "sni=api.example.com");
         assert_eq!(Scope::sni(""), None);
         assert_eq!(Scope::sni("a b"), None);
         assert_eq!(Scope::sni(&"a".repeat(254)), None);

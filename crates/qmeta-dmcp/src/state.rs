@@ -58,12 +58,7 @@ impl ControlState {
     pub fn new(default: FieldSet, allowed: FieldSet) -> ControlState {
         let default: FieldSet = default.iter().take(MAX_SET_LEN).collect();
         let scopes = BTreeMap::from([(Scope::Backend, default.clone())]);
-        ControlState {
-            default,
-            allowed,
-            scopes,
-            version: 0,
-        }
+        ControlState { default, allowed, scopes, version: 0 }
     }
 
     /// Counts state changes since this value was created (LB start).
@@ -90,10 +85,7 @@ impl ControlState {
 
     /// Every scope and its set, backend first, then SNI scopes by name.
     pub fn scopes(&self) -> Vec<(Scope, FieldSet)> {
-        self.scopes
-            .iter()
-            .map(|(s, f)| (s.clone(), f.clone()))
-            .collect()
+        self.scopes.iter().map(|(s, f)| (s.clone(), f.clone())).collect()
     }
 
     /// The set of one scope, if it exists.
@@ -161,24 +153,14 @@ impl ControlState {
             self.scopes = next;
             self.version += 1;
         }
-        Ok(Applied {
-            version: self.version,
-            drawn,
-        })
+        Ok(Applied { version: self.version, drawn })
     }
 
     fn current_or_backend(&self, scope: &Scope) -> FieldSet {
-        self.scopes
-            .get(scope)
-            .unwrap_or(&self.scopes[&Scope::Backend])
-            .clone()
+        self.scopes.get(scope).unwrap_or(&self.scopes[&Scope::Backend]).clone()
     }
 
-    fn with_scope(
-        &self,
-        scope: &Scope,
-        set: FieldSet,
-    ) -> Result<BTreeMap<Scope, FieldSet>, Refusal> {
+    fn with_scope(&self, scope: &Scope, set: FieldSet) -> Result<BTreeMap<Scope, FieldSet>, Refusal> {
         if set.len() > MAX_SET_LEN {
             return Err(Refusal::TooManyFields);
         }
@@ -226,70 +208,23 @@ mod tests {
     fn state() -> ControlState {
         ControlState::new(
             set(&[FieldId::SRC_IP, FieldId::TIMESTAMP]),
-            set(&[
-                FieldId::SRC_IP,
-                FieldId::TIMESTAMP,
-                FieldId::SNI,
-                FieldId::JA4,
-                FieldId::ALPN,
-            ]),
+            set(&[FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::SNI, FieldId::JA4, FieldId::ALPN]),
         )
     }
 
     #[test]
     fn include_exclude_reset() {
         let mut s = state();
-        let a = s
-            .dispatch(
-                &Command::Include {
-                    scope: Scope::Backend,
-                    field: FieldId::SNI,
-                },
-                [0; 32],
-            )
-            .unwrap();
-        assert_eq!(
-            a,
-            Applied {
-                version: 1,
-                drawn: None
-            }
-        );
+        let a = s.dispatch(&Command::Include { scope: Scope::Backend, field: FieldId::SNI }, [0; 32]).unwrap();
+        assert_eq!(a, Applied { version: 1, drawn: None });
         assert!(s.fields_for(None).contains(FieldId::SNI));
         // Idempotent: no change, no new version.
-        let a = s
-            .dispatch(
-                &Command::Include {
-                    scope: Scope::Backend,
-                    field: FieldId::SNI,
-                },
-                [0; 32],
-            )
-            .unwrap();
+        let a = s.dispatch(&Command::Include { scope: Scope::Backend, field: FieldId::SNI }, [0; 32]).unwrap();
         assert_eq!(a.version, 1);
-        s.dispatch(
-            &Command::Exclude {
-                scope: Scope::Backend,
-                field: FieldId::SRC_IP,
-            },
-            [0; 32],
-        )
-        .unwrap();
-        assert_eq!(
-            s.fields_for(None),
-            &set(&[FieldId::TIMESTAMP, FieldId::SNI])
-        );
-        s.dispatch(
-            &Command::Reset {
-                scope: Scope::Backend,
-            },
-            [0; 32],
-        )
-        .unwrap();
-        assert_eq!(
-            s.fields_for(None),
-            &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP])
-        );
+        s.dispatch(&Command::Exclude { scope: Scope::Backend, field: FieldId::SRC_IP }, [0; 32]).unwrap();
+        assert_eq!(s.fields_for(None), &set(&[FieldId::TIMESTAMP, FieldId::SNI]));
+        s.dispatch(&Command::Reset { scope: Scope::Backend }, [0; 32]).unwrap();
+        assert_eq!(s.fields_for(None), &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP]));
         assert_eq!(s.version(), 3);
     }
 
@@ -297,60 +232,24 @@ mod tests {
     fn sni_scope_is_most_specific_and_reset_removes_it() {
         let mut s = state();
         let api = Scope::Sni("api.example".into());
-        s.dispatch(
-            &Command::Include {
-                scope: api.clone(),
-                field: FieldId::JA4,
-            },
-            [0; 32],
-        )
-        .unwrap();
-        assert_eq!(
-            s.fields_for(Some("api.example")),
-            &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::JA4])
-        );
-        assert_eq!(
-            s.fields_for(Some("API.example")),
-            &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::JA4])
-        );
-        assert_eq!(
-            s.fields_for(Some("other")),
-            &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP])
-        );
+        s.dispatch(&Command::Include { scope: api.clone(), field: FieldId::JA4 }, [0; 32]).unwrap();
+        assert_eq!(s.fields_for(Some("api.example")), &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::JA4]));
+        assert_eq!(s.fields_for(Some("API.example")), &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::JA4]));
+        assert_eq!(s.fields_for(Some("other")), &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP]));
         s.dispatch(&Command::Reset { scope: api }, [0; 32]).unwrap();
         assert_eq!(s.scopes().len(), 1);
-        assert_eq!(
-            s.fields_for(Some("api.example")),
-            &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP])
-        );
+        assert_eq!(s.fields_for(Some("api.example")), &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP]));
     }
 
     #[test]
     fn not_permitted_changes_nothing() {
         let mut s = state();
         let before = s.clone();
-        let r = s.dispatch(
-            &Command::Include {
-                scope: Scope::Backend,
-                field: FieldId::GEO_CITY,
-            },
-            [0; 32],
-        );
+        let r = s.dispatch(&Command::Include { scope: Scope::Backend, field: FieldId::GEO_CITY }, [0; 32]);
         assert_eq!(r, Err(Refusal::NotPermitted(FieldId::GEO_CITY)));
-        let r = s.dispatch(
-            &Command::Sync {
-                scopes: vec![(Scope::Backend, set(&[FieldId::SRC_PORT]))],
-            },
-            [0; 32],
-        );
+        let r = s.dispatch(&Command::Sync { scopes: vec![(Scope::Backend, set(&[FieldId::SRC_PORT]))] }, [0; 32]);
         assert_eq!(r, Err(Refusal::NotPermitted(FieldId::SRC_PORT)));
-        let r = s.dispatch(
-            &Command::Include {
-                scope: Scope::Sni("Bad".into()),
-                field: FieldId::SNI,
-            },
-            [0; 32],
-        );
+        let r = s.dispatch(&Command::Include { scope: Scope::Sni("Bad".into()), field: FieldId::SNI }, [0; 32]);
         assert_eq!(r, Err(Refusal::InvalidScope));
         assert_eq!(s, before);
     }
@@ -358,10 +257,7 @@ mod tests {
     #[test]
     fn randomize_draws_only_from_allowed_and_is_deterministic() {
         let from = set(&[FieldId::SNI, FieldId::JA4, FieldId::GEO_CITY, FieldId::ALPN]);
-        let cmd = Command::Randomize {
-            scope: Scope::Backend,
-            from,
-        };
+        let cmd = Command::Randomize { scope: Scope::Backend, from };
         for seed in 0u8..=255 {
             let random = [seed; 32];
             let mut a = state();
@@ -371,10 +267,7 @@ mod tests {
             assert_eq!(da, db);
             assert!(!da.contains(FieldId::GEO_CITY));
             // Fields outside `from` are kept.
-            assert_eq!(
-                a.fields_for(None),
-                &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP]).union(&da)
-            );
+            assert_eq!(a.fields_for(None), &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP]).union(&da));
         }
         // Candidates in id order: alpn(7), sni(6)... → sorted: sni, alpn, ja4.
         let mut s = state();
@@ -387,31 +280,12 @@ mod tests {
     #[test]
     fn sync_replaces_everything() {
         let mut s = state();
-        s.dispatch(
-            &Command::Include {
-                scope: Scope::Sni("a".into()),
-                field: FieldId::SNI,
-            },
-            [0; 32],
-        )
-        .unwrap();
-        let want = vec![
-            (Scope::Backend, set(&[FieldId::SNI])),
-            (Scope::Sni("b".into()), set(&[FieldId::JA4])),
-        ];
-        s.dispatch(
-            &Command::Sync {
-                scopes: want.clone(),
-            },
-            [0; 32],
-        )
-        .unwrap();
+        s.dispatch(&Command::Include { scope: Scope::Sni("a".into()), field: FieldId::SNI }, [0; 32]).unwrap();
+        let want = vec![(Scope::Backend, set(&[FieldId::SNI])), (Scope::Sni("b".into()), set(&[FieldId::JA4]))];
+        s.dispatch(&Command::Sync { scopes: want.clone() }, [0; 32]).unwrap();
         assert_eq!(s.scopes(), want);
         let dup = vec![(Scope::Backend, set(&[])), (Scope::Backend, set(&[]))];
-        assert_eq!(
-            s.dispatch(&Command::Sync { scopes: dup }, [0; 32]),
-            Err(Refusal::DuplicateScope(Scope::Backend))
-        );
+        assert_eq!(s.dispatch(&Command::Sync { scopes: dup }, [0; 32]), Err(Refusal::DuplicateScope(Scope::Backend)));
     }
 
     #[test]
@@ -419,22 +293,9 @@ mod tests {
         let mut s = state();
         for i in 0..MAX_SCOPES - 1 {
             let scope = Scope::Sni(format!("h{i}"));
-            s.dispatch(
-                &Command::Include {
-                    scope,
-                    field: FieldId::SNI,
-                },
-                [0; 32],
-            )
-            .unwrap();
+            s.dispatch(&Command::Include { scope, field: FieldId::SNI }, [0; 32]).unwrap();
         }
-        let r = s.dispatch(
-            &Command::Include {
-                scope: Scope::Sni("one-more".into()),
-                field: FieldId::SNI,
-            },
-            [0; 32],
-        );
+        let r = s.dispatch(&Command::Include { scope: Scope::Sni("one-more".into()), field: FieldId::SNI }, [0; 32]);
         assert_eq!(r, Err(Refusal::TooManyScopes));
     }
 }

@@ -44,11 +44,7 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], BodyError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.buf.len())
-            .ok_or(BodyError::Truncated)?;
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or(BodyError::Truncated)?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -205,24 +201,11 @@ pub(crate) fn decode_command(ty: u8, body: &[u8]) -> Result<Command, BodyError> 
     use crate::frame::*;
     let mut r = Reader::new(body);
     let cmd = match ty {
-        TYPE_INCLUDE => Command::Include {
-            scope: get_scope(&mut r)?,
-            field: get_field(&mut r)?,
-        },
-        TYPE_EXCLUDE => Command::Exclude {
-            scope: get_scope(&mut r)?,
-            field: get_field(&mut r)?,
-        },
-        TYPE_RESET => Command::Reset {
-            scope: get_scope(&mut r)?,
-        },
-        TYPE_RANDOMIZE => Command::Randomize {
-            scope: get_scope(&mut r)?,
-            from: get_set(&mut r)?,
-        },
-        TYPE_SYNC => Command::Sync {
-            scopes: get_scopes(&mut r)?,
-        },
+        TYPE_INCLUDE => Command::Include { scope: get_scope(&mut r)?, field: get_field(&mut r)? },
+        TYPE_EXCLUDE => Command::Exclude { scope: get_scope(&mut r)?, field: get_field(&mut r)? },
+        TYPE_RESET => Command::Reset { scope: get_scope(&mut r)? },
+        TYPE_RANDOMIZE => Command::Randomize { scope: get_scope(&mut r)?, from: get_set(&mut r)? },
+        TYPE_SYNC => Command::Sync { scopes: get_scopes(&mut r)? },
         // Only request types reach here; the rest is QUERY, whose body is empty.
         _ => Command::Query,
     };
@@ -230,11 +213,7 @@ pub(crate) fn decode_command(ty: u8, body: &[u8]) -> Result<Command, BodyError> 
     Ok(cmd)
 }
 
-pub(crate) fn encode_ack(
-    version: u64,
-    scopes: &[(Scope, FieldSet)],
-    drawn: Option<&FieldSet>,
-) -> Vec<u8> {
+pub(crate) fn encode_ack(version: u64, scopes: &[(Scope, FieldSet)], drawn: Option<&FieldSet>) -> Vec<u8> {
     let mut b = version.to_be_bytes().to_vec();
     match drawn {
         Some(set) => {
@@ -250,11 +229,8 @@ pub(crate) fn encode_ack(
 pub(crate) fn encode_error(code: u16, reason: &str) -> Vec<u8> {
     let mut b = code.to_be_bytes().to_vec();
     // Our own text; keep it printable and bounded rather than fail.
-    let clean: Vec<u8> = reason
-        .bytes()
-        .map(|c| if (0x20..0x7f).contains(&c) { c } else { b'?' })
-        .take(MAX_REASON_LEN)
-        .collect();
+    let clean: Vec<u8> =
+        reason.bytes().map(|c| if (0x20..0x7f).contains(&c) { c } else { b'?' }).take(MAX_REASON_LEN).collect();
     b.push(clean.len() as u8);
     b.extend_from_slice(&clean);
     b
@@ -270,11 +246,7 @@ pub(crate) fn decode_reply(ty: u8, body: &[u8]) -> Result<Reply, BodyError> {
             1 => Some(get_set(&mut r)?),
             _ => return Err(BodyError::NotCanonical),
         };
-        Reply::Ack {
-            version,
-            drawn,
-            scopes: get_scopes(&mut r)?,
-        }
+        Reply::Ack { version, drawn, scopes: get_scopes(&mut r)? }
     } else {
         let code = r.u16()?;
         let len = r.u8()? as usize;
@@ -286,11 +258,7 @@ pub(crate) fn decode_reply(ty: u8, body: &[u8]) -> Result<Reply, BodyError> {
             return Err(BodyError::BadText);
         }
         let reason = String::from_utf8_lossy(text).into_owned();
-        Reply::Error {
-            code,
-            reason,
-            authenticated: ty == crate::frame::TYPE_ERROR,
-        }
+        Reply::Error { code, reason, authenticated: ty == crate::frame::TYPE_ERROR }
     };
     r.finish()?;
     Ok(reply)
@@ -308,26 +276,12 @@ mod tests {
     #[test]
     fn commands_round_trip() {
         let cmds = [
-            Command::Include {
-                scope: Scope::Backend,
-                field: FieldId::SNI,
-            },
-            Command::Exclude {
-                scope: Scope::Sni("a.example".into()),
-                field: FieldId::new(1000).unwrap(),
-            },
-            Command::Reset {
-                scope: Scope::Sni("b".into()),
-            },
-            Command::Randomize {
-                scope: Scope::Backend,
-                from: set(&[FieldId::SNI, FieldId::JA4]),
-            },
+            Command::Include { scope: Scope::Backend, field: FieldId::SNI },
+            Command::Exclude { scope: Scope::Sni("a.example".into()), field: FieldId::new(1000).unwrap() },
+            Command::Reset { scope: Scope::Sni("b".into()) },
+            Command::Randomize { scope: Scope::Backend, from: set(&[FieldId::SNI, FieldId::JA4]) },
             Command::Sync {
-                scopes: vec![
-                    (Scope::Backend, set(&[FieldId::SRC_IP])),
-                    (Scope::Sni("x".into()), FieldSet::new()),
-                ],
+                scopes: vec![(Scope::Backend, set(&[FieldId::SRC_IP])), (Scope::Sni("x".into()), FieldSet::new())],
             },
             Command::Query,
         ];
@@ -338,10 +292,7 @@ mod tests {
             longer.push(0);
             assert_eq!(decode_command(ty, &longer), Err(BodyError::TrailingBytes));
             for cut in 0..body.len() {
-                assert!(
-                    decode_command(ty, &body[..cut]).is_err(),
-                    "{c:?} cut at {cut}"
-                );
+                assert!(decode_command(ty, &body[..cut]).is_err(), "{c:?} cut at {cut}");
             }
         }
     }
@@ -350,35 +301,17 @@ mod tests {
     fn rejects_non_canonical_and_unknown() {
         // Set with descending ids.
         let body = [0, 0, 2, 0, 6, 0, 1];
-        assert_eq!(
-            decode_command(TYPE_RANDOMIZE, &body),
-            Err(BodyError::NotCanonical)
-        );
+        assert_eq!(decode_command(TYPE_RANDOMIZE, &body), Err(BodyError::NotCanonical));
         // Unknown field id 999.
-        assert_eq!(
-            decode_command(TYPE_INCLUDE, &[0, 0x03, 0xe7]),
-            Err(BodyError::UnknownField(999))
-        );
+        assert_eq!(decode_command(TYPE_INCLUDE, &[0, 0x03, 0xe7]), Err(BodyError::UnknownField(999)));
         // Unknown scope kind.
-        assert_eq!(
-            decode_command(TYPE_RESET, &[7]),
-            Err(BodyError::UnknownScopeKind(7))
-        );
+        assert_eq!(decode_command(TYPE_RESET, &[7]), Err(BodyError::UnknownScopeKind(7)));
         // Uppercase SNI.
-        assert_eq!(
-            decode_command(TYPE_RESET, &[1, 1, b'A']),
-            Err(BodyError::BadSni)
-        );
+        assert_eq!(decode_command(TYPE_RESET, &[1, 1, b'A']), Err(BodyError::BadSni));
         // A set count beyond the limit is refused before reading on.
-        assert_eq!(
-            decode_command(TYPE_RANDOMIZE, &[0, 0xff, 0xff]),
-            Err(BodyError::TooLong)
-        );
+        assert_eq!(decode_command(TYPE_RANDOMIZE, &[0, 0xff, 0xff]), Err(BodyError::TooLong));
         // Duplicate scopes in SYNC.
-        assert_eq!(
-            decode_command(TYPE_SYNC, &[0, 2, 0, 0, 0, 0, 0, 0]),
-            Err(BodyError::NotCanonical)
-        );
+        assert_eq!(decode_command(TYPE_SYNC, &[0, 2, 0, 0, 0, 0, 0, 0]), Err(BodyError::NotCanonical));
     }
 
     #[test]
@@ -387,20 +320,12 @@ mod tests {
         let body = encode_ack(7, &scopes, Some(&set(&[FieldId::JA4])));
         assert_eq!(
             decode_reply(TYPE_ACK, &body).unwrap(),
-            Reply::Ack {
-                version: 7,
-                scopes,
-                drawn: Some(set(&[FieldId::JA4]))
-            }
+            Reply::Ack { version: 7, scopes, drawn: Some(set(&[FieldId::JA4])) }
         );
         let body = encode_error(300, "field ja4 not permitted\n");
         assert_eq!(
             decode_reply(TYPE_ERROR_UNAUTH, &body).unwrap(),
-            Reply::Error {
-                code: 300,
-                reason: "field ja4 not permitted?".into(),
-                authenticated: false
-            }
+            Reply::Error { code: 300, reason: "field ja4 not permitted?".into(), authenticated: false }
         );
     }
 }

@@ -11,14 +11,7 @@ fn set(ids: &[FieldId]) -> FieldSet {
 }
 
 fn allowed() -> FieldSet {
-    set(&[
-        FieldId::SRC_IP,
-        FieldId::TIMESTAMP,
-        FieldId::SNI,
-        FieldId::JA4,
-        FieldId::ALPN,
-        FieldId::GEO_COUNTRY,
-    ])
+    set(&[FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::SNI, FieldId::JA4, FieldId::ALPN, FieldId::GEO_COUNTRY])
 }
 
 fn default_set() -> FieldSet {
@@ -43,10 +36,7 @@ impl Pair {
     fn new() -> Pair {
         Pair {
             client: ClientSession::new("agent-sae".into()),
-            lb: Endpoint::new(
-                ControlState::new(default_set(), allowed()),
-                Limits::default(),
-            ),
+            lb: Endpoint::new(ControlState::new(default_set(), allowed()), Limits::default()),
             now: T0,
             next_key: 1,
         }
@@ -54,9 +44,7 @@ impl Pair {
 
     fn key(&mut self) -> (Uuid, Vec<u8>) {
         let id = Uuid::from_u128(self.next_key);
-        let key: Vec<u8> = (0..64)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(self.next_key as u8))
-            .collect();
+        let key: Vec<u8> = (0..64).map(|i| (i as u8).wrapping_mul(31).wrapping_add(self.next_key as u8)).collect();
         self.next_key += 1;
         (id, key)
     }
@@ -73,11 +61,7 @@ impl Pair {
         let (used, incoming) = parse_frame(bytes).unwrap().unwrap();
         assert_eq!(used, bytes.len());
         let handled = self.lb.handle(incoming, key, self.now, [0b1010_0110; 32]);
-        let (used, reply) = self
-            .client
-            .read_reply(&handled.reply, reply_key)
-            .unwrap()
-            .unwrap();
+        let (used, reply) = self.client.read_reply(&handled.reply, reply_key).unwrap().unwrap();
         assert_eq!(used, handled.reply.len());
         (handled.outcome, reply)
     }
@@ -90,11 +74,7 @@ impl Pair {
 
 fn error_code(r: &Reply) -> (u16, bool) {
     match r {
-        Reply::Error {
-            code,
-            authenticated,
-            ..
-        } => (*code, *authenticated),
+        Reply::Error { code, authenticated, .. } => (*code, *authenticated),
         other => panic!("expected an error, got {other:?}"),
     }
 }
@@ -102,117 +82,52 @@ fn error_code(r: &Reply) -> (u16, bool) {
 #[test]
 fn every_command_over_the_wire() {
     let mut p = Pair::new();
-    let (o, r) = p.exchange(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    });
+    let (o, r) = p.exchange(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     assert!(o.accepted && o.changed);
     assert_eq!(o.command, "INCLUDE backend sni");
     assert_eq!(o.sender, "agent-sae");
     let with_sni = set(&[FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::SNI]);
-    assert_eq!(
-        r,
-        Reply::Ack {
-            version: 1,
-            scopes: vec![(Scope::Backend, with_sni.clone())],
-            drawn: None
-        }
-    );
+    assert_eq!(r, Reply::Ack { version: 1, scopes: vec![(Scope::Backend, with_sni.clone())], drawn: None });
 
     let api = Scope::Sni("api.example".into());
-    let (_, r) = p.exchange(&Command::Exclude {
-        scope: api.clone(),
-        field: FieldId::SRC_IP,
-    });
+    let (_, r) = p.exchange(&Command::Exclude { scope: api.clone(), field: FieldId::SRC_IP });
     let api_set = set(&[FieldId::TIMESTAMP, FieldId::SNI]);
-    assert_eq!(
-        r,
-        Reply::Ack {
-            version: 2,
-            scopes: vec![(api.clone(), api_set.clone())],
-            drawn: None
-        }
-    );
+    assert_eq!(r, Reply::Ack { version: 2, scopes: vec![(api.clone(), api_set.clone())], drawn: None });
 
     let (o, r) = p.exchange(&Command::Query);
     assert!(!o.changed);
     assert_eq!(
         r,
-        Reply::Ack {
-            version: 2,
-            scopes: vec![(Scope::Backend, with_sni), (api.clone(), api_set)],
-            drawn: None
-        }
+        Reply::Ack { version: 2, scopes: vec![(Scope::Backend, with_sni), (api.clone(), api_set)], drawn: None }
     );
 
     let (_, r) = p.exchange(&Command::Reset { scope: api.clone() });
-    assert_eq!(
-        r,
-        Reply::Ack {
-            version: 3,
-            scopes: vec![],
-            drawn: None
-        }
-    );
-    let (_, r) = p.exchange(&Command::Reset {
-        scope: Scope::Backend,
-    });
-    assert_eq!(
-        r,
-        Reply::Ack {
-            version: 4,
-            scopes: vec![(Scope::Backend, default_set())],
-            drawn: None
-        }
-    );
+    assert_eq!(r, Reply::Ack { version: 3, scopes: vec![], drawn: None });
+    let (_, r) = p.exchange(&Command::Reset { scope: Scope::Backend });
+    assert_eq!(r, Reply::Ack { version: 4, scopes: vec![(Scope::Backend, default_set())], drawn: None });
 
     let from = set(&[FieldId::SNI, FieldId::JA4, FieldId::GEO_CITY]);
-    let (o, r) = p.exchange(&Command::Randomize {
-        scope: Scope::Backend,
-        from,
-    });
+    let (o, r) = p.exchange(&Command::Randomize { scope: Scope::Backend, from });
     // random byte 0b1010_0110: candidates sni(bit0)=0, ja4(bit1)=1.
     let drawn = set(&[FieldId::JA4]);
     assert_eq!(o.drawn, Some(drawn.clone()));
     assert_eq!(
         r,
-        Reply::Ack {
-            version: 5,
-            scopes: vec![(Scope::Backend, default_set().union(&drawn))],
-            drawn: Some(drawn)
-        }
+        Reply::Ack { version: 5, scopes: vec![(Scope::Backend, default_set().union(&drawn))], drawn: Some(drawn) }
     );
 
-    let want = vec![
-        (Scope::Backend, set(&[FieldId::SRC_IP])),
-        (api.clone(), set(&[FieldId::ALPN])),
-    ];
-    let (_, r) = p.exchange(&Command::Sync {
-        scopes: want.clone(),
-    });
-    assert_eq!(
-        r,
-        Reply::Ack {
-            version: 6,
-            scopes: want.clone(),
-            drawn: None
-        }
-    );
+    let want = vec![(Scope::Backend, set(&[FieldId::SRC_IP])), (api.clone(), set(&[FieldId::ALPN]))];
+    let (_, r) = p.exchange(&Command::Sync { scopes: want.clone() });
+    assert_eq!(r, Reply::Ack { version: 6, scopes: want.clone(), drawn: None });
     assert_eq!(p.lb.state().scopes(), want);
-    assert_eq!(
-        p.lb.state().fields_for(Some("api.example")),
-        &set(&[FieldId::ALPN])
-    );
+    assert_eq!(p.lb.state().fields_for(Some("api.example")), &set(&[FieldId::ALPN]));
 }
 
 #[test]
 fn not_permitted_is_an_authenticated_error_and_changes_nothing() {
     let mut p = Pair::new();
     let before = p.lb.state().clone();
-    let (o, r) = p.exchange(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::GEO_CITY,
-    });
+    let (o, r) = p.exchange(&Command::Include { scope: Scope::Backend, field: FieldId::GEO_CITY });
     assert!(!o.accepted);
     assert_eq!(error_code(&r), (ErrorCode::NotPermitted as u16, true));
     assert_eq!(r.not_permitted_field(), Some(FieldId::GEO_CITY));
@@ -223,10 +138,7 @@ fn not_permitted_is_an_authenticated_error_and_changes_nothing() {
 fn bad_tag_is_rejected() {
     let mut p = Pair::new();
     let before = p.lb.state().clone();
-    let mut s = p.send(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    });
+    let mut s = p.send(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     let last = s.frame.len() - 1;
     s.frame[last] ^= 1;
     let (o, r) = p.deliver(&s.frame, Some(&s.key), &s.key);
@@ -235,10 +147,7 @@ fn bad_tag_is_rejected() {
     assert_eq!(p.lb.state(), &before);
 
     // A flipped body byte fails the same way.
-    let mut s = p.send(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    });
+    let mut s = p.send(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     let body_at = HEADER_LEN + "agent-sae".len() + 1;
     s.frame[body_at + 1] ^= 0x01;
     let (_, r) = p.deliver(&s.frame, Some(&s.key), &s.key);
@@ -252,19 +161,13 @@ fn bad_tag_is_rejected() {
     assert_eq!(used, s.frame.len());
     let h = p.lb.handle(incoming, Some(&wrong), p.now, [0; 32]);
     // The agent cannot verify an answer MACed with a key it does not hold.
-    assert_eq!(
-        p.client.read_reply(&h.reply, &s.key),
-        Err(FrameError::BadTag)
-    );
+    assert_eq!(p.client.read_reply(&h.reply, &s.key), Err(FrameError::BadTag));
 }
 
 #[test]
 fn replayed_frame_is_rejected_without_spending_the_reply_key_twice() {
     let mut p = Pair::new();
-    let s = p.send(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    });
+    let s = p.send(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     let (o, _) = p.deliver(&s.frame, Some(&s.key), &s.key);
     assert!(o.accepted);
     let after_first = p.lb.state().clone();
@@ -273,12 +176,7 @@ fn replayed_frame_is_rejected_without_spending_the_reply_key_twice() {
     let h = p.lb.handle(incoming, Some(&s.key), p.now + 10, [0; 32]);
     assert!(!h.outcome.accepted);
     assert_eq!(h.outcome.key_id, Some(s.key_id));
-    assert!(h
-        .outcome
-        .reason
-        .as_deref()
-        .unwrap()
-        .starts_with("REPLAYED_KEY"));
+    assert!(h.outcome.reason.as_deref().unwrap().starts_with("REPLAYED_KEY"));
     let (_, r) = p.client.read_reply(&h.reply, &s.key).unwrap().unwrap();
     assert_eq!(error_code(&r), (ErrorCode::ReplayedKey as u16, false));
     assert_eq!(p.lb.state(), &after_first);
@@ -293,15 +191,7 @@ fn reordered_seq_beyond_the_window_is_rejected() {
     let (o, _) = p.exchange(&Command::Query);
     assert!(o.accepted);
     let (key_id, key) = p.key();
-    let frame = late.request(
-        &Command::Include {
-            scope: Scope::Backend,
-            field: FieldId::SNI,
-        },
-        key_id,
-        &key,
-        T0,
-    );
+    let frame = late.request(&Command::Include { scope: Scope::Backend, field: FieldId::SNI }, key_id, &key, T0);
     let before = p.lb.state().clone();
     let (_, incoming) = parse_frame(&frame).unwrap().unwrap();
     let h = p.lb.handle(incoming, Some(&key), p.now, [0; 32]);
@@ -314,16 +204,8 @@ fn reordered_seq_beyond_the_window_is_rejected() {
 fn stale_timestamps_are_rejected() {
     let mut p = Pair::new();
     let before = p.lb.state().clone();
-    for (skew, ok) in [
-        (29_999i64, true),
-        (-30_000, true),
-        (30_001, false),
-        (-31_000, false),
-    ] {
-        let s = p.send(&Command::Include {
-            scope: Scope::Backend,
-            field: FieldId::SNI,
-        });
+    for (skew, ok) in [(29_999i64, true), (-30_000, true), (30_001, false), (-31_000, false)] {
+        let s = p.send(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
         let lb_now = (p.now as i64 + skew) as u64;
         let (_, incoming) = parse_frame(&s.frame).unwrap().unwrap();
         let h = p.lb.handle(incoming, Some(&s.key), lb_now, [0; 32]);
@@ -331,11 +213,7 @@ fn stale_timestamps_are_rejected() {
         if ok {
             assert!(matches!(r, Reply::Ack { .. }), "skew {skew}: {r:?}");
         } else {
-            assert_eq!(
-                error_code(&r),
-                (ErrorCode::Stale as u16, true),
-                "skew {skew}"
-            );
+            assert_eq!(error_code(&r), (ErrorCode::Stale as u16, true), "skew {skew}");
         }
         p.now += 1;
     }
@@ -347,26 +225,16 @@ fn stale_timestamps_are_rejected() {
 fn truncated_frames_are_incomplete_and_never_panic() {
     let mut p = Pair::new();
     let s = p.send(&Command::Sync {
-        scopes: vec![
-            (Scope::Backend, allowed()),
-            (Scope::Sni("a.example".into()), default_set()),
-        ],
+        scopes: vec![(Scope::Backend, allowed()), (Scope::Sni("a.example".into()), default_set())],
     });
     for cut in 0..s.frame.len() {
-        assert!(
-            matches!(parse_frame(&s.frame[..cut]), Ok(None)),
-            "prefix {cut}"
-        );
+        assert!(matches!(parse_frame(&s.frame[..cut]), Ok(None)), "prefix {cut}");
     }
     // A reply cut short is incomplete for the agent too.
     let (_, incoming) = parse_frame(&s.frame).unwrap().unwrap();
     let h = p.lb.handle(incoming, Some(&s.key), p.now, [0; 32]);
     for cut in 0..h.reply.len() {
-        assert_eq!(
-            p.client.read_reply(&h.reply[..cut], &s.key),
-            Ok(None),
-            "reply prefix {cut}"
-        );
+        assert_eq!(p.client.read_reply(&h.reply[..cut], &s.key), Ok(None), "reply prefix {cut}");
     }
 }
 
@@ -386,11 +254,7 @@ fn oversized_and_unknown_types_get_an_unauthenticated_error() {
     odd[5] = 0x7e;
     let err = parse_frame(&odd).unwrap_err();
     assert_eq!(err, FrameError::UnknownType(0x7e));
-    let (_, r) = p
-        .client
-        .read_reply(&reject_unparsable(&err, p.now), &s.key)
-        .unwrap()
-        .unwrap();
+    let (_, r) = p.client.read_reply(&reject_unparsable(&err, p.now), &s.key).unwrap().unwrap();
     assert_eq!(error_code(&r), (ErrorCode::UnknownType as u16, false));
     assert_eq!(p.lb.state().version(), 0);
 }
@@ -398,10 +262,7 @@ fn oversized_and_unknown_types_get_an_unauthenticated_error() {
 #[test]
 fn unknown_key_gets_an_unauthenticated_error() {
     let mut p = Pair::new();
-    let s = p.send(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    });
+    let s = p.send(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     let (o, r) = p.deliver(&s.frame, None, &s.key);
     assert_eq!(error_code(&r), (ErrorCode::UnknownKey as u16, false));
     assert_eq!(o.command, "INCLUDE backend sni");
@@ -410,10 +271,7 @@ fn unknown_key_gets_an_unauthenticated_error() {
     let (used, incoming) = parse_frame(&s.frame).unwrap().unwrap();
     assert_eq!(used, s.frame.len());
     let h = p.lb.handle(incoming, Some(&s.key), p.now, [0; 32]);
-    assert!(matches!(
-        p.client.read_reply(&h.reply, &s.key),
-        Ok(Some((_, Reply::Ack { version: 1, .. })))
-    ));
+    assert!(matches!(p.client.read_reply(&h.reply, &s.key), Ok(Some((_, Reply::Ack { version: 1, .. })))));
 }
 
 #[test]
@@ -421,9 +279,7 @@ fn agent_rejects_replies_to_other_requests() {
     let mut p = Pair::new();
     let first = p.send(&Command::Query);
     let (_, incoming) = parse_frame(&first.frame).unwrap().unwrap();
-    let old_reply =
-        p.lb.handle(incoming, Some(&first.key), p.now, [0; 32])
-            .reply;
+    let old_reply = p.lb.handle(incoming, Some(&first.key), p.now, [0; 32]).reply;
     let second = p.send(&Command::Query);
     assert_eq!(
         p.client.read_reply(&old_reply, &second.key),
@@ -435,40 +291,20 @@ fn agent_rejects_replies_to_other_requests() {
 fn sync_after_lb_restart_converges() {
     let mut p = Pair::new();
     let api = Scope::Sni("api.example".into());
-    p.exchange(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::JA4,
-    });
-    let (_, r) = p.exchange(&Command::Include {
-        scope: api.clone(),
-        field: FieldId::ALPN,
-    });
+    p.exchange(&Command::Include { scope: Scope::Backend, field: FieldId::JA4 });
+    let (_, r) = p.exchange(&Command::Include { scope: api.clone(), field: FieldId::ALPN });
     assert!(matches!(r, Reply::Ack { .. }));
-    let (_, Reply::Ack { scopes: acked, .. }) = p.exchange(&Command::Query) else {
-        panic!("query refused")
-    };
+    let (_, Reply::Ack { scopes: acked, .. }) = p.exchange(&Command::Query) else { panic!("query refused") };
     let before = p.lb.state().scopes();
     assert_eq!(acked, before);
 
     // LB restart: a fresh Endpoint with the configured default.
-    p.lb = Endpoint::new(
-        ControlState::new(default_set(), allowed()),
-        Limits::default(),
-    );
+    p.lb = Endpoint::new(ControlState::new(default_set(), allowed()), Limits::default());
     assert_ne!(p.lb.state().scopes(), before);
     p.now += 5_000;
-    let (o, r) = p.exchange(&Command::Sync {
-        scopes: acked.clone(),
-    });
+    let (o, r) = p.exchange(&Command::Sync { scopes: acked.clone() });
     assert!(o.accepted);
-    assert_eq!(
-        r,
-        Reply::Ack {
-            version: 1,
-            scopes: acked.clone(),
-            drawn: None
-        }
-    );
+    assert_eq!(r, Reply::Ack { version: 1, scopes: acked.clone(), drawn: None });
     assert_eq!(p.lb.state().scopes(), before);
     // Frames from before the restart are still refused: stale by now.
     assert!(diff(&p.lb.state().scopes(), &acked).is_empty());
@@ -482,23 +318,15 @@ fn agent_restart_keeps_sequence_numbers_increasing() {
     // New process, same sender, a millisecond later.
     p.client = ClientSession::new("agent-sae".into());
     p.now += 1;
-    let (o, r) = p.exchange(&Command::Include {
-        scope: Scope::Backend,
-        field: FieldId::SNI,
-    });
+    let (o, r) = p.exchange(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     assert!(o.accepted, "{r:?}");
 }
 
 #[test]
 fn the_largest_state_fits_in_one_frame() {
-    let fields: FieldSet = (1000..1000 + MAX_SET_LEN as u16)
-        .filter_map(FieldId::new)
-        .collect();
+    let fields: FieldSet = (1000..1000 + MAX_SET_LEN as u16).filter_map(FieldId::new).collect();
     let mut p = Pair::new();
-    p.lb = Endpoint::new(
-        ControlState::new(FieldSet::new(), fields.clone()),
-        Limits::default(),
-    );
+    p.lb = Endpoint::new(ControlState::new(FieldSet::new(), fields.clone()), Limits::default());
     let mut scopes = vec![(Scope::Backend, fields.clone())];
     for i in 0..MAX_SCOPES - 1 {
         let name = format!("{i:02}{}", "x".repeat(MAX_SNI_LEN - 2));
@@ -506,25 +334,11 @@ fn the_largest_state_fits_in_one_frame() {
     }
     let (key_id, key) = p.key();
     let client = &mut ClientSession::new("s".repeat(MAX_SENDER_LEN));
-    let frame = client.request(
-        &Command::Sync {
-            scopes: scopes.clone(),
-        },
-        key_id,
-        &key,
-        p.now,
-    );
+    let frame = client.request(&Command::Sync { scopes: scopes.clone() }, key_id, &key, p.now);
     assert!(frame.len() <= MAX_FRAME, "{}", frame.len());
     let (_, incoming) = parse_frame(&frame).unwrap().unwrap();
     let h = p.lb.handle(incoming, Some(&key), p.now, [0xff; 32]);
     assert!(h.reply.len() <= MAX_FRAME, "{}", h.reply.len());
     let (_, r) = client.read_reply(&h.reply, &key).unwrap().unwrap();
-    assert_eq!(
-        r,
-        Reply::Ack {
-            version: 1,
-            scopes,
-            drawn: None
-        }
-    );
+    assert_eq!(r, Reply::Ack { version: 1, scopes, drawn: None });
 }

@@ -14,9 +14,7 @@ fn key() -> Vec<u8> {
 }
 
 fn lb() -> Endpoint {
-    let allowed: FieldSet = [FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::SNI]
-        .into_iter()
-        .collect();
+    let allowed: FieldSet = [FieldId::SRC_IP, FieldId::TIMESTAMP, FieldId::SNI].into_iter().collect();
     let default: FieldSet = [FieldId::SRC_IP, FieldId::TIMESTAMP].into_iter().collect();
     Endpoint::new(ControlState::new(default, allowed), Limits::default())
 }
@@ -49,15 +47,7 @@ fn show(name: &str, bytes: &[u8]) -> String {
 #[test]
 fn include_request_ack_and_unknown_key_error() {
     let mut client = ClientSession::new("agent-a".into());
-    let req = client.request(
-        &Command::Include {
-            scope: Scope::Backend,
-            field: FieldId::SNI,
-        },
-        KEY_ID,
-        &key(),
-        NOW,
-    );
+    let req = client.request(&Command::Include { scope: Scope::Backend, field: FieldId::SNI }, KEY_ID, &key(), NOW);
     let req_hex = show("request", &req);
 
     let (_, incoming) = parse_frame(&req).unwrap().unwrap();

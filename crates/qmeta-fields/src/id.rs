@@ -115,22 +115,14 @@ impl FieldId {
             return Some(FieldId(*id));
         }
         if let Some(rest) = s.strip_prefix("custom_") {
-            return rest
-                .parse()
-                .ok()
-                .and_then(FieldId::new)
-                .filter(|f| f.is_custom());
+            return rest.parse().ok().and_then(FieldId::new).filter(|f| f.is_custom());
         }
         s.parse().ok().and_then(FieldId::new)
     }
 
     /// How this field's value is encoded. Custom fields are UTF-8 text.
     pub fn kind(self) -> FieldKind {
-        KNOWN
-            .iter()
-            .find(|(id, _, _)| *id == self.0)
-            .map(|(_, _, k)| *k)
-            .unwrap_or(FieldKind::Text)
+        KNOWN.iter().find(|(id, _, _)| *id == self.0).map(|(_, _, k)| *k).unwrap_or(FieldKind::Text)
     }
 
     /// All known (non-custom) fields in id order.
@@ -154,8 +146,7 @@ impl serde::Serialize for FieldId {
 impl<'de> serde::Deserialize<'de> for FieldId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        FieldId::from_name(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown field `{s}`")))
+        FieldId::from_name(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown field `{s}`")))
     }
 }
 

@@ -31,11 +31,7 @@ impl fmt::Debug for FieldValue {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("field {field}: expected {expected} bytes, got {got}")]
-    Length {
-        field: u16,
-        expected: &'static str,
-        got: usize,
-    },
+    Length { field: u16, expected: &'static str, got: usize },
     #[error("field {field}: value is not valid UTF-8")]
     Utf8 { field: u16 },
     #[error("field {field}: value longer than {MAX_VALUE_LEN} bytes")]
@@ -78,39 +74,25 @@ impl FieldValue {
     /// Decodes the canonical bytes of `field`.
     pub fn decode(field: FieldId, bytes: &[u8]) -> Result<FieldValue, DecodeError> {
         let id = field.get();
-        let len_err = |expected| DecodeError::Length {
-            field: id,
-            expected,
-            got: bytes.len(),
-        };
+        let len_err = |expected| DecodeError::Length { field: id, expected, got: bytes.len() };
         if bytes.len() > MAX_VALUE_LEN {
             return Err(DecodeError::TooLong { field: id });
         }
         Ok(match field.kind() {
             FieldKind::Ip => match bytes.len() {
                 4 => FieldValue::Ip(IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default())),
-                16 => FieldValue::Ip(IpAddr::from(
-                    <[u8; 16]>::try_from(bytes).unwrap_or_default(),
-                )),
+                16 => FieldValue::Ip(IpAddr::from(<[u8; 16]>::try_from(bytes).unwrap_or_default())),
                 _ => return Err(len_err("4 or 16")),
             },
-            FieldKind::U16 => FieldValue::U16(u16::from_be_bytes(
-                bytes.try_into().map_err(|_| len_err("2"))?,
-            )),
-            FieldKind::U32 => FieldValue::U32(u32::from_be_bytes(
-                bytes.try_into().map_err(|_| len_err("4"))?,
-            )),
-            FieldKind::U64 => FieldValue::U64(u64::from_be_bytes(
-                bytes.try_into().map_err(|_| len_err("8"))?,
-            )),
-            FieldKind::TimestampMs => FieldValue::TimestampMs(u64::from_be_bytes(
-                bytes.try_into().map_err(|_| len_err("8"))?,
-            )),
-            FieldKind::Text => FieldValue::Text(
-                std::str::from_utf8(bytes)
-                    .map_err(|_| DecodeError::Utf8 { field: id })?
-                    .to_string(),
-            ),
+            FieldKind::U16 => FieldValue::U16(u16::from_be_bytes(bytes.try_into().map_err(|_| len_err("2"))?)),
+            FieldKind::U32 => FieldValue::U32(u32::from_be_bytes(bytes.try_into().map_err(|_| len_err("4"))?)),
+            FieldKind::U64 => FieldValue::U64(u64::from_be_bytes(bytes.try_into().map_err(|_| len_err("8"))?)),
+            FieldKind::TimestampMs => {
+                FieldValue::TimestampMs(u64::from_be_bytes(bytes.try_into().map_err(|_| len_err("8"))?))
+            }
+            FieldKind::Text => {
+                FieldValue::Text(std::str::from_utf8(bytes).map_err(|_| DecodeError::Utf8 { field: id })?.to_string())
+            }
             FieldKind::Bytes => FieldValue::Bytes(bytes.to_vec()),
         })
     }
@@ -138,26 +120,14 @@ mod tests {
     #[test]
     fn round_trips() {
         let cases = [
-            (
-                FieldId::SRC_IP,
-                FieldValue::Ip("192.0.2.7".parse().unwrap()),
-            ),
-            (
-                FieldId::SRC_IP,
-                FieldValue::Ip("2001:db8::1".parse().unwrap()),
-            ),
+            (FieldId::SRC_IP, FieldValue::Ip("192.0.2.7".parse().unwrap())),
+            (FieldId::SRC_IP, FieldValue::Ip("2001:db8::1".parse().unwrap())),
             (FieldId::SRC_PORT, FieldValue::U16(54321)),
-            (
-                FieldId::TIMESTAMP,
-                FieldValue::TimestampMs(1_700_000_000_123),
-            ),
+            (FieldId::TIMESTAMP, FieldValue::TimestampMs(1_700_000_000_123)),
             (FieldId::SNI, FieldValue::Text("example.com".into())),
             (FieldId::CONNECTION_ID, FieldValue::U64(42)),
             (FieldId::GEO_ASN, FieldValue::U32(64496)),
-            (
-                FieldId::CLIENT_CERT_FINGERPRINT,
-                FieldValue::Bytes(vec![1, 2, 3]),
-            ),
+            (FieldId::CLIENT_CERT_FINGERPRINT, FieldValue::Bytes(vec![1, 2, 3])),
         ];
         for (f, v) in cases {
             assert_eq!(FieldValue::decode(f, &v.encode()).unwrap(), v, "{f}");
@@ -167,26 +137,14 @@ mod tests {
     #[test]
     fn encodings_are_canonical() {
         assert_eq!(FieldValue::U16(0x1234).encode(), vec![0x12, 0x34]);
-        assert_eq!(
-            FieldValue::Ip("10.0.0.1".parse().unwrap()).encode(),
-            vec![10, 0, 0, 1]
-        );
+        assert_eq!(FieldValue::Ip("10.0.0.1".parse().unwrap()).encode(), vec![10, 0, 0, 1]);
     }
 
     #[test]
     fn wrong_lengths_are_errors() {
-        assert!(matches!(
-            FieldValue::decode(FieldId::SRC_PORT, &[1]),
-            Err(DecodeError::Length { .. })
-        ));
-        assert!(matches!(
-            FieldValue::decode(FieldId::SRC_IP, &[1, 2, 3]),
-            Err(DecodeError::Length { .. })
-        ));
-        assert!(matches!(
-            FieldValue::decode(FieldId::SNI, &[0xff]),
-            Err(DecodeError::Utf8 { .. })
-        ));
+        assert!(matches!(FieldValue::decode(FieldId::SRC_PORT, &[1]), Err(DecodeError::Length { .. })));
+        assert!(matches!(FieldValue::decode(FieldId::SRC_IP, &[1, 2, 3]), Err(DecodeError::Length { .. })));
+        assert!(matches!(FieldValue::decode(FieldId::SNI, &[0xff]), Err(DecodeError::Utf8 { .. })));
         assert!(matches!(
             FieldValue::decode(FieldId::SNI, &[b'a'; MAX_VALUE_LEN + 1]),
             Err(DecodeError::TooLong { .. })

@@ -12,10 +12,7 @@ fn main() -> std::io::Result<()> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| ".".into()));
     std::fs::create_dir_all(&dir)?;
     let files = [
-        (
-            "qmeta-sample-City.mmdb",
-            qmeta_geo::testdb::sample_city_db(),
-        ),
+        ("qmeta-sample-City.mmdb", qmeta_geo::testdb::sample_city_db()),
         ("qmeta-sample-ASN.mmdb", qmeta_geo::testdb::sample_asn_db()),
     ];
     for (name, bytes) in files {

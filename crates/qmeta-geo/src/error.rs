@@ -15,9 +15,5 @@ pub enum GeoError {
     /// A valid MaxMind DB of the wrong kind, e.g. an ASN database configured
     /// as the city database. Swap the paths or fetch the right edition.
     #[error("geolocation database {path}: expected {expected} database, found {found:?}")]
-    WrongType {
-        path: PathBuf,
-        expected: &'static str,
-        found: String,
-    },
+    WrongType { path: PathBuf, expected: &'static str, found: String },
 }

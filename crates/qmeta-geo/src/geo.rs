@@ -52,10 +52,7 @@ impl GeoInfo {
     /// The answer for a special-purpose address: country [`RESERVED`],
     /// nothing else.
     pub fn reserved() -> GeoInfo {
-        GeoInfo {
-            country: Some(RESERVED.to_string()),
-            ..GeoInfo::default()
-        }
+        GeoInfo { country: Some(RESERVED.to_string()), ..GeoInfo::default() }
     }
 
     /// True when this is the answer for a special-purpose address.
@@ -115,29 +112,17 @@ impl Db {
     /// copy in memory cannot change under us when the operator replaces the
     /// file (reload opens a new [`Geo`]).
     fn open(path: &Path, expected: &'static str, accepts: &[&str]) -> Result<Db, GeoError> {
-        let buf = std::fs::read(path).map_err(|e| GeoError::Open {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let reader = Reader::from_source(buf).map_err(|e| GeoError::Invalid {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let buf =
+            std::fs::read(path).map_err(|e| GeoError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+        let reader = Reader::from_source(buf)
+            .map_err(|e| GeoError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
         let found = &reader.metadata().database_type;
-        let kind_ok = found
-            .split(['-', '_', ' ', '.'])
-            .any(|token| accepts.iter().any(|a| token.eq_ignore_ascii_case(a)));
+        let kind_ok =
+            found.split(['-', '_', ' ', '.']).any(|token| accepts.iter().any(|a| token.eq_ignore_ascii_case(a)));
         if !kind_ok {
-            return Err(GeoError::WrongType {
-                path: path.to_path_buf(),
-                expected,
-                found: found.clone(),
-            });
+            return Err(GeoError::WrongType { path: path.to_path_buf(), expected, found: found.clone() });
         }
-        Ok(Db {
-            path: path.to_path_buf(),
-            reader,
-        })
+        Ok(Db { path: path.to_path_buf(), reader })
     }
 
     fn info(&self) -> DbInfo {
@@ -184,16 +169,8 @@ impl Geo {
             .as_deref()
             .map(|p| Db::open(p, "a City or Country", &["city", "country", "enterprise"]))
             .transpose()?;
-        let asn = cfg
-            .asn_db
-            .as_deref()
-            .map(|p| Db::open(p, "an ASN", &["asn", "isp"]))
-            .transpose()?;
-        Ok(Geo {
-            city,
-            asn,
-            lookup_errors: AtomicU64::new(0),
-        })
+        let asn = cfg.asn_db.as_deref().map(|p| Db::open(p, "an ASN", &["asn", "isp"])).transpose()?;
+        Ok(Geo { city, asn, lookup_errors: AtomicU64::new(0) })
     }
 
     /// Walks every node and record of every database. Slow on full-size
@@ -201,21 +178,14 @@ impl Geo {
     /// after downloading an update, not the startup path.
     pub fn verify(&self) -> Result<(), GeoError> {
         for db in self.city.iter().chain(self.asn.iter()) {
-            db.reader.verify().map_err(|e| GeoError::Invalid {
-                path: db.path.clone(),
-                message: e.to_string(),
-            })?;
+            db.reader.verify().map_err(|e| GeoError::Invalid { path: db.path.clone(), message: e.to_string() })?;
         }
         Ok(())
     }
 
     /// What the opened databases are (city first, then ASN).
     pub fn databases(&self) -> Vec<DbInfo> {
-        self.city
-            .iter()
-            .chain(self.asn.iter())
-            .map(Db::info)
-            .collect()
+        self.city.iter().chain(self.asn.iter()).map(Db::info).collect()
     }
 
     /// Looks `ip` up. Special-purpose addresses get [`GeoInfo::reserved`]

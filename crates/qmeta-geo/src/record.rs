@@ -51,9 +51,8 @@ impl<'a> CityRecord<'a> {
     pub(crate) fn fill(self, info: &mut GeoInfo) {
         let iso = |c: Option<Country<'a>>| c.and_then(|c| c.iso_code);
         info.country = non_empty(iso(self.country).or(iso(self.registered_country)));
-        info.region = self
-            .subdivisions
-            .and_then(|s| non_empty(s.iso_code).or_else(|| non_empty(s.names.and_then(|n| n.en))));
+        info.region =
+            self.subdivisions.and_then(|s| non_empty(s.iso_code).or_else(|| non_empty(s.names.and_then(|n| n.en))));
         info.city = non_empty(self.city.and_then(|c| c.names).and_then(|n| n.en));
     }
 }

@@ -13,54 +13,22 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub(crate) const RESERVED_V4: &[(Ipv4Addr, u8, &str)] = &[
     (Ipv4Addr::new(0, 0, 0, 0), 8, "this network (RFC 791)"),
     (Ipv4Addr::new(10, 0, 0, 0), 8, "private use (RFC 1918)"),
-    (
-        Ipv4Addr::new(100, 64, 0, 0),
-        10,
-        "shared address space / CGNAT (RFC 6598)",
-    ),
+    (Ipv4Addr::new(100, 64, 0, 0), 10, "shared address space / CGNAT (RFC 6598)"),
     (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback (RFC 1122)"),
     (Ipv4Addr::new(169, 254, 0, 0), 16, "link local (RFC 3927)"),
     (Ipv4Addr::new(172, 16, 0, 0), 12, "private use (RFC 1918)"),
-    (
-        Ipv4Addr::new(192, 0, 0, 0),
-        24,
-        "IETF protocol assignments (RFC 6890)",
-    ),
-    (
-        Ipv4Addr::new(192, 0, 2, 0),
-        24,
-        "documentation TEST-NET-1 (RFC 5737)",
-    ),
+    (Ipv4Addr::new(192, 0, 0, 0), 24, "IETF protocol assignments (RFC 6890)"),
+    (Ipv4Addr::new(192, 0, 2, 0), 24, "documentation TEST-NET-1 (RFC 5737)"),
     (Ipv4Addr::new(192, 31, 196, 0), 24, "AS112-v4 (RFC 7535)"),
     (Ipv4Addr::new(192, 52, 193, 0), 24, "AMT (RFC 7450)"),
-    (
-        Ipv4Addr::new(192, 88, 99, 0),
-        24,
-        "deprecated 6to4 relay anycast (RFC 7526)",
-    ),
+    (Ipv4Addr::new(192, 88, 99, 0), 24, "deprecated 6to4 relay anycast (RFC 7526)"),
     (Ipv4Addr::new(192, 168, 0, 0), 16, "private use (RFC 1918)"),
-    (
-        Ipv4Addr::new(192, 175, 48, 0),
-        24,
-        "direct delegation AS112 (RFC 7534)",
-    ),
+    (Ipv4Addr::new(192, 175, 48, 0), 24, "direct delegation AS112 (RFC 7534)"),
     (Ipv4Addr::new(198, 18, 0, 0), 15, "benchmarking (RFC 2544)"),
-    (
-        Ipv4Addr::new(198, 51, 100, 0),
-        24,
-        "documentation TEST-NET-2 (RFC 5737)",
-    ),
-    (
-        Ipv4Addr::new(203, 0, 113, 0),
-        24,
-        "documentation TEST-NET-3 (RFC 5737)",
-    ),
+    (Ipv4Addr::new(198, 51, 100, 0), 24, "documentation TEST-NET-2 (RFC 5737)"),
+    (Ipv4Addr::new(203, 0, 113, 0), 24, "documentation TEST-NET-3 (RFC 5737)"),
     (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast (RFC 5771)"),
-    (
-        Ipv4Addr::new(240, 0, 0, 0),
-        4,
-        "reserved and limited broadcast (RFC 1112, RFC 919)",
-    ),
+    (Ipv4Addr::new(240, 0, 0, 0), 4, "reserved and limited broadcast (RFC 1112, RFC 919)"),
 ];
 
 /// IPv6 special-purpose blocks inside the global unicast range `2000::/3`.
@@ -71,26 +39,10 @@ pub(crate) const RESERVED_V6_IN_GLOBAL: &[(Ipv6Addr, u8, &str)] = &[
         23,
         "IETF protocol assignments incl. TEREDO, ORCHID, benchmarking (RFC 2928)",
     ),
-    (
-        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
-        32,
-        "documentation (RFC 3849)",
-    ),
-    (
-        Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0),
-        16,
-        "6to4 (RFC 3056)",
-    ),
-    (
-        Ipv6Addr::new(0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0),
-        48,
-        "direct delegation AS112 (RFC 7534)",
-    ),
-    (
-        Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0),
-        20,
-        "documentation (RFC 9637)",
-    ),
+    (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, "documentation (RFC 3849)"),
+    (Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16, "6to4 (RFC 3056)"),
+    (Ipv6Addr::new(0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0), 48, "direct delegation AS112 (RFC 7534)"),
+    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20, "documentation (RFC 9637)"),
 ];
 
 /// True when `ip` is in a special-purpose block and so has no geographic
@@ -119,9 +71,7 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
 
 fn reserved_v4(ip: Ipv4Addr) -> bool {
     let bits = u32::from(ip);
-    RESERVED_V4
-        .iter()
-        .any(|&(net, len, _)| prefix_match(u128::from(bits), u128::from(u32::from(net)), len, 32))
+    RESERVED_V4.iter().any(|&(net, len, _)| prefix_match(u128::from(bits), u128::from(u32::from(net)), len, 32))
 }
 
 /// IANA allocates unicast space only from `2000::/3`; everything else
@@ -132,10 +82,7 @@ fn reserved_v4(ip: Ipv4Addr) -> bool {
 fn reserved_v6(ip: Ipv6Addr) -> bool {
     let bits = u128::from(ip);
     let global_unicast = bits >> 125 == 0b001;
-    !global_unicast
-        || RESERVED_V6_IN_GLOBAL
-            .iter()
-            .any(|&(net, len, _)| prefix_match(bits, u128::from(net), len, 128))
+    !global_unicast || RESERVED_V6_IN_GLOBAL.iter().any(|&(net, len, _)| prefix_match(bits, u128::from(net), len, 128))
 }
 
 /// Whether the top `len` bits of `addr` and `net` agree, both being
@@ -267,10 +214,7 @@ mod tests {
         assert!(r("::ffff:127.0.0.1"));
         assert!(!r("::ffff:8.8.8.8"));
         assert!(!r("::ffff:81.2.69.142"));
-        assert_eq!(
-            canonical("::ffff:81.2.69.142".parse().unwrap()),
-            "81.2.69.142".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(canonical("::ffff:81.2.69.142".parse().unwrap()), "81.2.69.142".parse::<IpAddr>().unwrap());
         // IPv4-compatible (deprecated) addresses are not mapped ones.
         assert!(r("::8.8.8.8"));
     }

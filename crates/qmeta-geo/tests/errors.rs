@@ -6,17 +6,11 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 fn city(path: &Path) -> GeoConfig {
-    GeoConfig {
-        city_db: Some(path.to_path_buf()),
-        asn_db: None,
-    }
+    GeoConfig { city_db: Some(path.to_path_buf()), asn_db: None }
 }
 
 fn asn(path: &Path) -> GeoConfig {
-    GeoConfig {
-        city_db: None,
-        asn_db: Some(path.to_path_buf()),
-    }
+    GeoConfig { city_db: None, asn_db: Some(path.to_path_buf()) }
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
@@ -34,10 +28,7 @@ fn missing_file_is_an_open_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("nope-City.mmdb");
     let err = open_err(&city(&p));
-    assert!(
-        matches!(&err, GeoError::Open { path, .. } if *path == p),
-        "{err:?}"
-    );
+    assert!(matches!(&err, GeoError::Open { path, .. } if *path == p), "{err:?}");
     let text = err.to_string();
     assert!(text.contains(&*p.to_string_lossy()), "{text}");
     assert!(text.to_lowercase().contains("no such file"), "{text}");
@@ -80,21 +71,14 @@ fn wrong_database_type_is_refused_in_either_slot() {
         &dir,
         "anon.mmdb",
         &write_test_db(
-            &[(
-                "1.2.3.0/24".parse().unwrap(),
-                Value::from(json!({"is_anonymous": true})),
-            )],
+            &[("1.2.3.0/24".parse().unwrap(), Value::from(json!({"is_anonymous": true})))],
             "GeoIP2-Anonymous-IP",
         ),
     );
 
     let err = open_err(&city(&a));
     match &err {
-        GeoError::WrongType {
-            path,
-            expected,
-            found,
-        } => {
+        GeoError::WrongType { path, expected, found } => {
             assert_eq!(*path, a);
             assert_eq!(*expected, "a City or Country");
             assert_eq!(found, "GeoLite2-ASN");
@@ -102,10 +86,7 @@ fn wrong_database_type_is_refused_in_either_slot() {
         other => panic!("{other:?}"),
     }
     let text = err.to_string();
-    assert!(
-        text.contains("asn.mmdb") && text.contains("GeoLite2-ASN"),
-        "{text}"
-    );
+    assert!(text.contains("asn.mmdb") && text.contains("GeoLite2-ASN"), "{text}");
 
     let err = open_err(&asn(&c));
     assert!(
@@ -116,12 +97,7 @@ fn wrong_database_type_is_refused_in_either_slot() {
     assert!(matches!(open_err(&asn(&anon)), GeoError::WrongType { .. }));
 
     // The other City/Country/ASN editions are accepted.
-    for t in [
-        "GeoIP2-Country",
-        "GeoLite2-Country",
-        "DBIP-City-Lite",
-        "GeoIP2-Enterprise",
-    ] {
+    for t in ["GeoIP2-Country", "GeoLite2-Country", "DBIP-City-Lite", "GeoIP2-Enterprise"] {
         let p = write(&dir, "x.mmdb", &write_test_db(&[], t));
         Geo::open(&city(&p)).unwrap_or_else(|e| panic!("{t}: {e}"));
     }
@@ -135,10 +111,7 @@ fn wrong_database_type_is_refused_in_either_slot() {
 fn a_bad_second_file_fails_the_whole_open() {
     let dir = tempfile::tempdir().unwrap();
     let c = write(&dir, "city.mmdb", &sample_city_db());
-    let err = open_err(&GeoConfig {
-        city_db: Some(c),
-        asn_db: Some(dir.path().join("missing-asn.mmdb")),
-    });
+    let err = open_err(&GeoConfig { city_db: Some(c), asn_db: Some(dir.path().join("missing-asn.mmdb")) });
     assert!(err.to_string().contains("missing-asn.mmdb"), "{err}");
 }
 
@@ -169,8 +142,5 @@ fn corrupt_record_yields_none_counts_an_error_and_fails_verify() {
     assert_eq!(g.lookup_errors(), 1);
     // ...and a full verification finds it, naming the file.
     let err = g.verify().expect_err("verify must fail");
-    assert!(
-        matches!(&err, GeoError::Invalid { path, .. } if *path == p),
-        "{err:?}"
-    );
+    assert!(matches!(&err, GeoError::Invalid { path, .. } if *path == p), "{err:?}");
 }

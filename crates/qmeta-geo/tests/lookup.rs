@@ -19,19 +19,11 @@ fn dbs() -> Dbs {
     let asn = dir.path().join("GeoLite2-ASN.mmdb");
     std::fs::write(&city, sample_city_db()).unwrap();
     std::fs::write(&asn, sample_asn_db()).unwrap();
-    Dbs {
-        _dir: dir,
-        city,
-        asn,
-    }
+    Dbs { _dir: dir, city, asn }
 }
 
 fn geo(d: &Dbs) -> Geo {
-    Geo::open(&GeoConfig {
-        city_db: Some(d.city.clone()),
-        asn_db: Some(d.asn.clone()),
-    })
-    .unwrap()
+    Geo::open(&GeoConfig { city_db: Some(d.city.clone()), asn_db: Some(d.asn.clone()) }).unwrap()
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -95,10 +87,7 @@ fn more_specific_prefix_wins_and_name_is_region_fallback() {
     let d = dbs();
     let g = geo(&d);
     assert_eq!(g.lookup(ip("5.145.1.1")), info("DE", None, None));
-    assert_eq!(
-        g.lookup(ip("5.145.8.77")),
-        info("DE", Some("Saxony"), Some("Dresden"))
-    );
+    assert_eq!(g.lookup(ip("5.145.8.77")), info("DE", Some("Saxony"), Some("Dresden")));
 }
 
 #[test]
@@ -112,21 +101,12 @@ fn registered_country_used_when_country_missing() {
 fn address_not_in_the_databases_gives_none_fields() {
     let d = dbs();
     let g = geo(&d);
-    for a in [
-        "8.8.8.8",
-        "2a00:1450:4001::1",
-        "81.2.70.1",
-        "::ffff:8.8.4.4",
-    ] {
+    for a in ["8.8.8.8", "2a00:1450:4001::1", "81.2.70.1", "::ffff:8.8.4.4"] {
         assert_eq!(g.lookup(ip(a)), GeoInfo::default(), "{a}");
     }
     assert_eq!(g.lookup_errors(), 0);
     // Only one database configured: the other's fields stay None.
-    let asn_only = Geo::open(&GeoConfig {
-        city_db: None,
-        asn_db: Some(d.asn.clone()),
-    })
-    .unwrap();
+    let asn_only = Geo::open(&GeoConfig { city_db: None, asn_db: Some(d.asn.clone()) }).unwrap();
     let got = asn_only.lookup(ip("1.0.0.1"));
     assert_eq!((got.country, got.asn), (None, Some(13335)));
 }
@@ -135,14 +115,8 @@ fn address_not_in_the_databases_gives_none_fields() {
 fn v4_mapped_v6_is_looked_up_as_v4() {
     let d = dbs();
     let g = geo(&d);
-    assert_eq!(
-        g.lookup(ip("::ffff:81.2.69.142")),
-        g.lookup(ip("81.2.69.142"))
-    );
-    assert_eq!(
-        g.lookup(ip("::ffff:81.2.69.142")).city.as_deref(),
-        Some("London")
-    );
+    assert_eq!(g.lookup(ip("::ffff:81.2.69.142")), g.lookup(ip("81.2.69.142")));
+    assert_eq!(g.lookup(ip("::ffff:81.2.69.142")).city.as_deref(), Some("London"));
     assert!(g.lookup(ip("::ffff:192.168.0.1")).is_reserved());
 }
 
@@ -165,11 +139,7 @@ fn reserved_addresses_answer_reserved_without_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("city.mmdb");
     std::fs::write(&path, write_test_db(&records, "GeoIP2-City")).unwrap();
-    let g = Geo::open(&GeoConfig {
-        city_db: Some(path),
-        asn_db: None,
-    })
-    .unwrap();
+    let g = Geo::open(&GeoConfig { city_db: Some(path), asn_db: None }).unwrap();
     let no_db = Geo::open(&GeoConfig::default()).unwrap();
     for a in [
         "10.1.2.3",
@@ -185,10 +155,7 @@ fn reserved_addresses_answer_reserved_without_the_database() {
         "2001:db8::1",
         "::ffff:10.0.0.1",
     ] {
-        let want = GeoInfo {
-            country: Some(RESERVED.to_string()),
-            ..GeoInfo::default()
-        };
+        let want = GeoInfo { country: Some(RESERVED.to_string()), ..GeoInfo::default() };
         assert!(reserved(ip(a)), "{a}");
         assert_eq!(g.lookup(ip(a)), want, "{a}");
         assert_eq!(no_db.lookup(ip(a)), want, "{a}");
@@ -210,10 +177,7 @@ fn fields_map_to_certificate_field_ids() {
             (FieldId::GEO_ASN, FieldValue::U32(20712)),
         ]
     );
-    assert_eq!(
-        g.lookup(ip("10.0.0.1")).fields(),
-        vec![(FieldId::GEO_COUNTRY, FieldValue::Text("reserved".into()))]
-    );
+    assert_eq!(g.lookup(ip("10.0.0.1")).fields(), vec![(FieldId::GEO_COUNTRY, FieldValue::Text("reserved".into()))]);
     assert!(g.lookup(ip("8.8.8.8")).fields().is_empty());
 }
 
@@ -236,17 +200,10 @@ fn databases_reports_types_and_geo_is_shareable() {
     assert_send_sync::<Geo>();
     let d = dbs();
     let g = std::sync::Arc::new(geo(&d));
-    let types: Vec<_> = g
-        .databases()
-        .into_iter()
-        .map(|i| (i.database_type, i.ip_version, i.path))
-        .collect();
+    let types: Vec<_> = g.databases().into_iter().map(|i| (i.database_type, i.ip_version, i.path)).collect();
     assert_eq!(
         types,
-        vec![
-            ("GeoLite2-City".to_string(), 6, d.city.clone()),
-            ("GeoLite2-ASN".to_string(), 6, d.asn.clone()),
-        ]
+        vec![("GeoLite2-City".to_string(), 6, d.city.clone()), ("GeoLite2-ASN".to_string(), 6, d.asn.clone()),]
     );
     g.verify().unwrap();
     // Shared across threads, same answers.

@@ -3,8 +3,7 @@
 use maxminddb::Reader;
 use proptest::prelude::*;
 use qmeta_geo::testdb::{
-    sample_asn_db, sample_city_db, write_db, write_test_db, DbOptions, Prefix, Value,
-    DEFAULT_BUILD_EPOCH,
+    sample_asn_db, sample_city_db, write_db, write_test_db, DbOptions, Prefix, Value, DEFAULT_BUILD_EPOCH,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -62,14 +61,8 @@ fn every_value_type_round_trips() {
         ("float".into(), Value::Float(1.5)),
         ("yes".into(), Value::Bool(true)),
         ("no".into(), Value::Bool(false)),
-        (
-            "list".into(),
-            Value::Array((0..40).map(Value::U32).collect()),
-        ),
-        (
-            "map".into(),
-            Value::Map(vec![("k".into(), Value::String("v".into()))]),
-        ),
+        ("list".into(), Value::Array((0..40).map(Value::U32).collect())),
+        ("map".into(), Value::Map(vec![("k".into(), Value::String("v".into()))])),
         // Sizes that need 1, 2 and 3 extra size bytes.
         ("long".into(), long(100)),
         ("longer".into(), long(1000)),
@@ -120,10 +113,7 @@ fn metadata_is_read_back() {
     assert_eq!(m.languages, vec!["en".to_string(), "de".to_string()]);
     assert_eq!(m.binary_format_major_version, 2);
     assert_eq!(m.record_size, 24);
-    assert_eq!(
-        m.description.get("en").map(String::as_str),
-        Some("qmeta test database")
-    );
+    assert_eq!(m.description.get("en").map(String::as_str), Some("qmeta test database"));
 }
 
 #[test]
@@ -137,10 +127,7 @@ fn networks_and_prefix_lengths_match() {
     let r = reader(write_test_db(&recs, "Test"));
     let look = |a: &str| {
         let res = r.lookup(ip(a)).unwrap();
-        (
-            res.decode::<u32>().unwrap(),
-            res.network().unwrap().to_string(),
-        )
+        (res.decode::<u32>().unwrap(), res.network().unwrap().to_string())
     };
     // The reader reports the tree node holding the answer: the /8 was split
     // around the /16, so 10.2.3.4 sits in 10.2.0.0/15.
@@ -148,10 +135,7 @@ fn networks_and_prefix_lengths_match() {
     assert_eq!(look("10.128.0.1"), (Some(1), "10.128.0.0/9".into()));
     assert_eq!(look("10.1.3.4"), (Some(2), "10.1.0.0/16".into()));
     assert_eq!(look("2a02:ff0::1"), (Some(3), "2a02:ff0::/33".into()));
-    assert_eq!(
-        look("2a02:ff0:8000::1"),
-        (Some(4), "2a02:ff0:8000::/33".into())
-    );
+    assert_eq!(look("2a02:ff0:8000::1"), (Some(4), "2a02:ff0:8000::/33".into()));
     assert_eq!(look("11.0.0.1").0, None);
     assert_eq!(look("2a02:ff1::1").0, None);
 }
@@ -182,10 +166,7 @@ fn a_28_bit_tree_uses_the_high_nibbles() {
     // Enough data that record values exceed 24 bits, so the automatic size
     // is 28 and the shared nibble byte carries real bits.
     let big = Value::Bytes(vec![7; 1 << 24]);
-    let recs = [
-        (p("1.0.0.0/24"), big),
-        (p("2.0.0.0/24"), Value::String("after".into())),
-    ];
+    let recs = [(p("1.0.0.0/24"), big), (p("2.0.0.0/24"), Value::String("after".into()))];
     let r = reader(write_test_db(&recs, "Test"));
     assert_eq!(r.metadata().record_size, 28);
     let got: Option<String> = r.lookup(ip("2.0.0.1")).unwrap().decode().unwrap();
@@ -196,34 +177,21 @@ fn a_28_bit_tree_uses_the_high_nibbles() {
 fn ipv4_only_database() {
     let mut opts = DbOptions::new("GeoLite2-Country");
     opts.ip_version = 4;
-    let recs = [(
-        p("81.2.69.0/24"),
-        Value::from(json!({"country": {"iso_code": "GB"}})),
-    )];
+    let recs = [(p("81.2.69.0/24"), Value::from(json!({"country": {"iso_code": "GB"}})))];
     let bytes = write_db(&recs, &opts);
     let r = reader(bytes.clone());
     assert_eq!(r.metadata().ip_version, 4);
-    let code: Option<String> = r
-        .lookup(ip("81.2.69.1"))
-        .unwrap()
-        .decode_path(&maxminddb::path!["country", "iso_code"])
-        .unwrap();
+    let code: Option<String> =
+        r.lookup(ip("81.2.69.1")).unwrap().decode_path(&maxminddb::path!["country", "iso_code"]).unwrap();
     assert_eq!(code.as_deref(), Some("GB"));
 
     // Through Geo: v4 answers, v6 is simply unknown (not a lookup error).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v4.mmdb");
     std::fs::write(&path, bytes).unwrap();
-    let g = qmeta_geo::Geo::open(&qmeta_geo::GeoConfig {
-        city_db: Some(path),
-        asn_db: None,
-    })
-    .unwrap();
+    let g = qmeta_geo::Geo::open(&qmeta_geo::GeoConfig { city_db: Some(path), asn_db: None }).unwrap();
     assert_eq!(g.lookup(ip("81.2.69.1")).country.as_deref(), Some("GB"));
-    assert_eq!(
-        g.lookup(ip("::ffff:81.2.69.1")).country.as_deref(),
-        Some("GB")
-    );
+    assert_eq!(g.lookup(ip("::ffff:81.2.69.1")).country.as_deref(), Some("GB"));
     assert_eq!(g.lookup(ip("2a02:ff0::1")), qmeta_geo::GeoInfo::default());
     assert_eq!(g.lookup_errors(), 0);
 }
@@ -232,17 +200,10 @@ fn ipv4_only_database() {
 fn whole_space_prefix_and_empty_database() {
     let r = reader(write_test_db(&[(p("::/0"), Value::U16(9))], "Test"));
     for a in ["1.1.1.1", "2a00::1", "ffff::1"] {
-        assert_eq!(
-            r.lookup(ip(a)).unwrap().decode::<u16>().unwrap(),
-            Some(9),
-            "{a}"
-        );
+        assert_eq!(r.lookup(ip(a)).unwrap().decode::<u16>().unwrap(), Some(9), "{a}");
     }
     let r = reader(write_test_db(&[], "Test"));
-    assert_eq!(
-        r.lookup(ip("1.1.1.1")).unwrap().decode::<u16>().unwrap(),
-        None
-    );
+    assert_eq!(r.lookup(ip("1.1.1.1")).unwrap().decode::<u16>().unwrap(), None);
     assert_eq!(r.metadata().node_count, 1);
 }
 
@@ -252,12 +213,7 @@ fn identical_values_are_stored_once_and_output_is_deterministic() {
     let one = write_test_db(&[(p("1.0.0.0/8"), v.clone())], "T");
     let two = write_test_db(&[(p("1.0.0.0/8"), v.clone()), (p("3.0.0.0/8"), v)], "T");
     // The second record adds tree nodes but not a second 400-byte value.
-    assert!(
-        two.len() < one.len() + 100,
-        "{} vs {}",
-        two.len(),
-        one.len()
-    );
+    assert!(two.len() < one.len() + 100, "{} vs {}", two.len(), one.len());
     assert_eq!(sample_city_db(), sample_city_db());
     assert_eq!(sample_asn_db(), sample_asn_db());
     reader(sample_city_db());
@@ -270,14 +226,7 @@ fn prefix_parsing() {
     assert_eq!(format!("{:?}", p("2a02:ff0::1/32")), "2a02:ff0::/32");
     assert_eq!(p("1.2.3.4").prefix_len(), 32);
     assert_eq!(p("::1").prefix_len(), 128);
-    for bad in [
-        "1.2.3.0/33",
-        "::/129",
-        "1.2.3/24",
-        "x",
-        "1.2.3.0/-1",
-        "1.2.3.0/",
-    ] {
+    for bad in ["1.2.3.0/33", "::/129", "1.2.3/24", "x", "1.2.3.0/-1", "1.2.3.0/"] {
         assert!(bad.parse::<Prefix>().is_err(), "{bad}");
     }
     assert!(p("10.0.0.0/8").contains(ip("10.9.9.9")));
@@ -288,9 +237,7 @@ fn prefix_parsing() {
 
 #[test]
 fn json_conversion() {
-    let v = Value::from(
-        json!({"a": 1, "b": -2, "c": 1.5, "d": null, "e": [true], "f": 5_000_000_000u64}),
-    );
+    let v = Value::from(json!({"a": 1, "b": -2, "c": 1.5, "d": null, "e": [true], "f": 5_000_000_000u64}));
     assert_eq!(
         v,
         Value::Map(vec![
@@ -305,9 +252,7 @@ fn json_conversion() {
 
 fn arb_v4_prefix() -> impl Strategy<Value = Prefix> {
     // A small address space so that prefixes overlap often.
-    (0u32..16, 0u8..=32).prop_map(|(hi, len)| {
-        Prefix::new(Ipv4Addr::from(hi << 28 | 0x00a5_5a00).into(), len).unwrap()
-    })
+    (0u32..16, 0u8..=32).prop_map(|(hi, len)| Prefix::new(Ipv4Addr::from(hi << 28 | 0x00a5_5a00).into(), len).unwrap())
 }
 
 proptest! {

@@ -26,6 +26,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdo
         .route("/api/v1/keys", get(keys))
         .route("/api/v1/dmcp/recent", get(recent))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/reload", axum::routing::post(reload))
         .with_state(shared);
     let stop = async move {
         while !*shutdown.borrow() {
@@ -42,7 +43,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdo
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     let now = Instant::now();
     let ages = s.ring.ages(now);
-    let views: Vec<BackendView<'_>> = s
+    let gen = s.gen();
+    let views: Vec<BackendView<'_>> = gen
         .backends
         .iter()
         .map(|b| BackendView {
@@ -60,7 +62,8 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 
 async fn backends(State(s): State<Arc<Shared>>) -> Json<Value> {
     let now = Instant::now();
-    let list: Vec<Value> = s
+    let gen = s.gen();
+    let list: Vec<Value> = gen
         .backends
         .iter()
         .map(|b| {
@@ -107,7 +110,7 @@ async fn keys(State(s): State<Arc<Shared>>) -> Json<Value> {
         })
         .collect();
     Json(
-        json!({ "rotation_seconds": s.cfg.keys.rotation.as_secs_f64(), "grace_seconds": s.cfg.keys.grace.as_secs_f64(), "keys": keys }),
+        json!({ "rotation_seconds": s.gen().cfg.keys.rotation.as_secs_f64(), "grace_seconds": s.gen().cfg.keys.grace.as_secs_f64(), "keys": keys }),
     )
 }
 
@@ -120,4 +123,16 @@ async fn audit(State(s): State<Arc<Shared>>) -> Response {
     let head = s.audit.head();
     (StatusCode::OK, Json(json!({ "path": s.audit.path().display().to_string(), "seq": head.seq, "head": head.hash })))
         .into_response()
+}
+
+/// Re-reads the configuration file; a bad file changes nothing (409 with
+/// every error), a good one is applied (200).
+async fn reload(State(s): State<Arc<Shared>>) -> Response {
+    match s.reload().await {
+        Ok(summary) => (StatusCode::OK, Json(json!({ "reloaded": true, "summary": summary }))).into_response(),
+        Err(errors) => {
+            tracing::warn!("reload refused: {errors}");
+            (StatusCode::CONFLICT, Json(json!({ "reloaded": false, "errors": errors }))).into_response()
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::balance::Candidate;
 use crate::facts::ConnFacts;
-use crate::runtime::{Backend, Shared};
+use crate::runtime::{Backend, Generation, Shared};
 use qmeta_audit::Record;
 use std::io;
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(shared.cfg.listen.max_connections));
+    let limit = Arc::new(tokio::sync::Semaphore::new(shared.gen().cfg.listen.max_connections));
     loop {
         // At max_connections, stop accepting: new clients wait in the
         // kernel's backlog, as with HAProxy's maxconn.
@@ -56,7 +56,14 @@ enum Refused {
     Fatal(String),
 }
 
-async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
+async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    let gen = shared.gen();
+    handle_in(&shared, &gen, tcp, peer).await;
+    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn handle_in(shared: &Shared, gen: &Generation, mut tcp: TcpStream, peer: SocketAddr) {
     let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
     shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
     let accepted_unix_ms = unix_ms();
@@ -65,10 +72,13 @@ async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
         Ok(a) => a,
         Err(_) => return,
     };
-    let listen = &shared.cfg.listen;
+    let listen = &gen.cfg.listen;
     if listen.proxy_protocol && !listen.trusted_proxies.as_ref().is_some_and(|t| t.contains(peer.ip())) {
         // Never parse a PROXY header (or anything) from an untrusted peer.
-        tracing::warn!(conn_id, %peer, "refused: this listener expects a PROXY protocol header and the peer is not in trusted_proxies");
+        tracing::warn!(
+            conn_id,
+            "refused: this listener expects a PROXY protocol header and the peer is not in trusted_proxies"
+        );
         return;
     }
     // One deadline for the PROXY header, the ClientHello and the handshake:
@@ -79,12 +89,12 @@ async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
             shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(conn_id, %peer, "client dropped before TLS: {e}");
+            tracing::info!(conn_id, "client dropped before TLS: {e}");
             return;
         }
         Err(_) => {
             shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(conn_id, %peer, "client TLS handshake timed out");
+            tracing::info!(conn_id, "client TLS handshake timed out");
             return;
         }
     };
@@ -93,17 +103,17 @@ async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
         None => (peer, local, None),
     };
     let stream = crate::rewind::Rewind::new(preamble.replay, tcp);
-    let handshake = tokio::time::timeout_at(deadline, shared.acceptor.accept(stream)).await;
+    let handshake = tokio::time::timeout_at(deadline, gen.acceptor.accept(stream)).await;
     let client = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(conn_id, %peer, "client TLS handshake failed: {e}");
+            tracing::info!(conn_id, "client TLS handshake failed: {e}");
             return;
         }
         Err(_) => {
             shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(conn_id, %peer, "client TLS handshake timed out");
+            tracing::info!(conn_id, "client TLS handshake timed out");
             return;
         }
     };
@@ -120,12 +130,12 @@ async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
         ja4: preamble.hello.as_ref().map(|h| h.ja4()),
         ja3: preamble.hello.as_ref().map(|h| h.ja3()),
         proxied_for,
-        geo: shared.geo.clone(),
+        geo: gen.geo.clone(),
         geo_info: Default::default(),
     };
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
 
-    let candidates: Vec<Candidate> = shared
+    let candidates: Vec<Candidate> = gen
         .backends
         .iter()
         .map(|b| Candidate {
@@ -136,9 +146,9 @@ async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
         .collect();
     let mut reasons = Vec::new();
     let mut upstream = None;
-    for i in shared.balancer.order(peer.ip().to_canonical(), &candidates) {
-        let backend = &shared.backends[i];
-        match connect(&shared, backend, &facts, alpn.as_deref()).await {
+    for i in gen.balancer.order(peer.ip().to_canonical(), &candidates) {
+        let backend = &gen.backends[i];
+        match connect(shared, gen, backend, &facts, alpn.as_deref()).await {
             Ok(s) => {
                 upstream = Some((backend, s));
                 break;
@@ -156,7 +166,7 @@ async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
     let Some((backend, up)) = upstream else {
         let reason = reasons.join("; ");
         shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(conn_id, %peer, "connection refused: no backend usable ({reason})");
+        tracing::error!(conn_id, "connection refused: no backend usable ({reason})");
         let _ = shared.audit.record(Record::ConnectionRefused { conn_id, backend: None, reason });
         let mut client = client;
         let _ = client.shutdown().await;
@@ -165,7 +175,7 @@ async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
     tracing::debug!(conn_id, backend = %backend.cfg.name, "proxying");
     backend.metrics.connections.fetch_add(1, Ordering::Relaxed);
     backend.metrics.active.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = pipe(client, up, shared.cfg.upstream.idle_timeout).await {
+    if let Err(e) = pipe(client, up, gen.cfg.upstream.idle_timeout).await {
         tracing::debug!(conn_id, "connection ended: {e}");
     }
     backend.metrics.active.fetch_sub(1, Ordering::Relaxed);
@@ -175,6 +185,7 @@ async fn handle(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
 /// upstream mTLS handshake presenting that certificate.
 async fn connect(
     shared: &Shared,
+    gen: &Generation,
     backend: &Backend,
     facts: &ConnFacts,
     alpn: Option<&[u8]>,
@@ -184,7 +195,7 @@ async fn connect(
         .ring
         .current(name, Instant::now())
         .ok_or_else(|| Refused::Retry("no valid QKD key (fail closed)".into()))?;
-    let timeout = shared.cfg.upstream.connect_timeout;
+    let timeout = gen.cfg.upstream.connect_timeout;
     let addr = backend.cfg.address;
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(t)) => t,
@@ -197,13 +208,13 @@ async fn connect(
         let state = ep.state();
         (state.fields_for(facts.sni.as_deref()).clone(), state.version())
     };
-    let values = facts.values(&fields, &shared.cfg.node_id);
+    let values = facts.values(&fields, &gen.cfg.node_id);
     let serial: [u8; 16] = rand::random();
-    let subject = format!("qmeta {}", shared.cfg.node_id);
+    let subject = format!("qmeta {}", gen.cfg.node_id);
     let req = qmeta_cert::MintRequest {
         serial,
         now_unix: facts.accepted_unix_ms / 1000,
-        validity_secs: shared.cfg.certificates.validity.as_secs() as u32,
+        validity_secs: gen.cfg.certificates.validity.as_secs() as u32,
         subject_cn: &subject,
         key_id: key.id,
         qkd_key: &key.bytes,

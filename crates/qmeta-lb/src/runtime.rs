@@ -21,22 +21,34 @@ pub(crate) struct Backend {
     pub cfg: BackendConfig,
     /// DMCP state of this backend. Changed only by `Endpoint::handle`
     /// (which calls `ControlState::dispatch`); read on every connection.
-    pub endpoint: Mutex<Endpoint>,
-    pub metrics: crate::metrics::BackendMetrics,
+    /// Kept across reloads while the backend keeps its name and SAE id.
+    pub endpoint: Arc<Mutex<Endpoint>>,
+    pub metrics: Arc<crate::metrics::BackendMetrics>,
 }
 
-pub(crate) struct Shared {
+/// Everything a reload may replace. Connections keep the generation they
+/// started with, so a reload never disturbs them.
+pub(crate) struct Generation {
     pub cfg: LbConfig,
     pub backends: Vec<Backend>,
     pub by_sae: HashMap<String, usize>,
     pub balancer: Box<dyn crate::balance::Balancer>,
     pub geo: Option<Arc<qmeta_geo::Geo>>,
+    pub acceptor: TlsAcceptor,
+}
+
+pub(crate) struct Shared {
+    gen: std::sync::RwLock<Arc<Generation>>,
+    /// Where `reload` reads the configuration from.
+    pub config_path: Option<std::path::PathBuf>,
+    reloading: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Client connections in progress (for draining on shutdown).
+    pub in_flight: AtomicU64,
     pub conn_ids: AtomicU64,
     pub ring: Arc<KeyRing>,
     pub minter: Minter,
     pub audit: AuditLog,
     pub kme: KmeClient,
-    pub acceptor: TlsAcceptor,
     pub metrics: crate::metrics::Metrics,
     /// The last DMCP outcomes, for the admin API (no values, no keys).
     pub recent_dmcp: Mutex<std::collections::VecDeque<serde_json::Value>>,
@@ -50,11 +62,13 @@ pub struct Lb {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     audit: AuditLog,
+    shared: Arc<Shared>,
 }
 
 impl Lb {
     /// Binds the client and control listeners and starts serving.
-    pub async fn start(cfg: LbConfig) -> anyhow::Result<Lb> {
+    /// `config_path` is where [`Lb::reload`] reads the configuration again.
+    pub async fn start(cfg: LbConfig, config_path: Option<std::path::PathBuf>) -> anyhow::Result<Lb> {
         qmeta_pki::install_provider();
         let audit = AuditLog::open(
             &cfg.audit.path,
@@ -68,9 +82,6 @@ impl Lb {
         let issuer = qmeta_cert::Issuer::from_pem(&read(&cfg.certificates.ca_cert)?, &read(&cfg.certificates.ca_key)?)
             .map_err(|e| anyhow::anyhow!("LB CA {}: {e}", cfg.certificates.ca_cert.display()))?;
         let minter = Minter::new(issuer, cfg.certificates.leaf_alg, &cfg.upstream.ca)?;
-        let alpn: Vec<&[u8]> = cfg.listen.alpn.iter().map(|s| s.as_bytes()).collect();
-        let server = qmeta_pki::server_config(&cfg.listen.cert, &cfg.listen.key, qmeta_pki::ClientAuth::None, &alpn)?;
-        let acceptor = TlsAcceptor::from(Arc::new(server));
         let kme = KmeClient::new(KmeClientConfig {
             url: cfg.kme.url.clone(),
             kme_id: cfg.kme.kme_id.clone(),
@@ -80,29 +91,14 @@ impl Lb {
             timeout: cfg.kme.timeout,
         })?;
         let ring = KeyRing::new(RotationPolicy { interval: cfg.keys.rotation, grace: cfg.keys.grace, key_bits: 256 });
-        let backends: Vec<Backend> = cfg
-            .backends
-            .iter()
-            .map(|b| Backend {
-                cfg: b.clone(),
-                endpoint: Mutex::new(Endpoint::new(
-                    ControlState::new(b.default_fields.clone(), b.allowed_fields.clone()),
-                    qmeta_dmcp::Limits {
-                        max_clock_skew_ms: cfg.control.max_clock_skew.as_millis() as u64,
-                        ..Default::default()
-                    },
-                )),
-                metrics: crate::metrics::BackendMetrics { healthy: 1.into(), ..Default::default() },
-            })
-            .collect();
-        let by_sae = backends.iter().enumerate().map(|(i, b)| (b.cfg.sae_id.clone(), i)).collect();
-        let listener = TcpListener::bind(cfg.listen.address)
+        let generation = Generation::build(cfg, None)?;
+        let listener = TcpListener::bind(generation.cfg.listen.address)
             .await
-            .map_err(|e| anyhow::anyhow!("listen.address {}: {e}", cfg.listen.address))?;
-        let control = TcpListener::bind(cfg.control.address)
+            .map_err(|e| anyhow::anyhow!("listen.address {}: {e}", generation.cfg.listen.address))?;
+        let control = TcpListener::bind(generation.cfg.control.address)
             .await
-            .map_err(|e| anyhow::anyhow!("control.address {}: {e}", cfg.control.address))?;
-        let admin = match cfg.admin.as_ref() {
+            .map_err(|e| anyhow::anyhow!("control.address {}: {e}", generation.cfg.control.address))?;
+        let admin = match generation.cfg.admin.as_ref() {
             Some(a) => Some(
                 TcpListener::bind(a.address).await.map_err(|e| anyhow::anyhow!("admin.address {}: {e}", a.address))?,
             ),
@@ -114,47 +110,32 @@ impl Lb {
         };
         let addr = listener.local_addr()?;
         let control_addr = control.local_addr()?;
-        let rotation_targets = backends.iter().map(|b| (b.cfg.name.clone(), b.cfg.sae_id.clone())).collect();
-        let geo = match &cfg.geo {
-            Some(g) => Some(Arc::new(qmeta_geo::Geo::open(g).map_err(|e| anyhow::anyhow!("geo: {e}"))?)),
-            None => None,
-        };
-        let balancer = cfg.balance.build(&cfg.backends.iter().map(|b| b.weight).collect::<Vec<_>>());
         let shared = Arc::new(Shared {
-            cfg,
-            backends,
-            by_sae,
-            balancer,
-            geo,
+            gen: std::sync::RwLock::new(Arc::new(generation)),
+            config_path,
+            reloading: tokio::sync::Mutex::new(None),
+            in_flight: AtomicU64::new(0),
             conn_ids: AtomicU64::new(rand::random::<u32>() as u64),
-            ring: ring.clone(),
+            ring,
             minter,
             audit: audit.clone(),
-            kme: kme.clone(),
-            acceptor,
+            kme,
             metrics: Default::default(),
             recent_dmcp: Mutex::new(std::collections::VecDeque::with_capacity(crate::admin::RECENT_DMCP)),
         });
         let _ = audit.record(Record::Lifecycle { component: "lb".into(), what: format!("started on {addr}") });
         let (shutdown, rx) = watch::channel(false);
-        let events_audit = audit.clone();
-        let rotation = qmeta_qkd::rotation::spawn_rotation(
-            ring,
-            kme,
-            rotation_targets,
-            Arc::new(move |ev| on_rotation(&events_audit, ev)),
-        );
+        *shared.reloading.lock().await = Some(shared.spawn_rotation());
         wait_for_first_keys(&shared, Duration::from_secs(5)).await;
         let mut tasks = vec![
-            rotation,
             tokio::spawn(crate::proxy::serve(shared.clone(), listener, rx.clone())),
             tokio::spawn(crate::control::serve(shared.clone(), control, rx.clone())),
         ];
         if let Some(admin) = admin {
-            tasks.push(tokio::spawn(crate::admin::serve(shared, admin, rx)));
+            tasks.push(tokio::spawn(crate::admin::serve(shared.clone(), admin, rx)));
         }
         tracing::info!(%addr, %control_addr, "load balancer listening");
-        Ok(Lb { addr, control_addr, admin_addr, shutdown, tasks, audit })
+        Ok(Lb { addr, control_addr, admin_addr, shutdown, tasks, audit, shared })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -170,9 +151,30 @@ impl Lb {
         self.admin_addr
     }
 
-    /// Stops accepting, aborts background tasks and flushes the audit log.
+    /// Re-reads the configuration file and applies it; see [`Shared::reload`].
+    pub async fn reload(&self) -> Result<String, String> {
+        self.shared.reload().await
+    }
+
+    /// Stops accepting, lets open connections finish for up to `drain`,
+    /// then stops everything and flushes the audit log.
     pub async fn shutdown(self) {
+        self.shutdown_within(Duration::from_secs(10)).await
+    }
+
+    pub async fn shutdown_within(self, drain: Duration) {
         let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + drain;
+        while self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+        if left > 0 {
+            tracing::warn!(connections = left, "drain timeout: closing connections still open");
+        }
+        if let Some(r) = self.shared.reloading.lock().await.take() {
+            r.abort();
+        }
         for t in &self.tasks {
             t.abort();
         }
@@ -193,7 +195,8 @@ async fn wait_for_first_keys(shared: &Shared, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         let now = Instant::now();
-        let missing: Vec<&str> = shared
+        let gen = shared.gen();
+        let missing: Vec<&str> = gen
             .backends
             .iter()
             .filter(|b| shared.ring.current(&b.cfg.name, now).is_none())
@@ -242,5 +245,127 @@ fn on_rotation(audit: &AuditLog, ev: RotationEvent) {
     };
     if let Err(e) = audit.record(rec) {
         tracing::error!("audit log: {e}");
+    }
+}
+
+impl Generation {
+    /// Builds a generation from a validated config, keeping the DMCP state
+    /// and counters of backends that `previous` already had (same name and
+    /// SAE id).
+    pub fn build(cfg: LbConfig, previous: Option<&Generation>) -> anyhow::Result<Generation> {
+        let alpn: Vec<&[u8]> = cfg.listen.alpn.iter().map(|s| s.as_bytes()).collect();
+        let server = qmeta_pki::server_config(&cfg.listen.cert, &cfg.listen.key, qmeta_pki::ClientAuth::None, &alpn)?;
+        let acceptor = TlsAcceptor::from(Arc::new(server));
+        let limits = qmeta_dmcp::Limits {
+            max_clock_skew_ms: cfg.control.max_clock_skew.as_millis() as u64,
+            ..Default::default()
+        };
+        let backends: Vec<Backend> = cfg
+            .backends
+            .iter()
+            .map(|b| {
+                let old =
+                    previous.and_then(|g| g.backends.iter().find(|o| o.cfg.name == b.name && o.cfg.sae_id == b.sae_id));
+                Backend {
+                    cfg: b.clone(),
+                    endpoint: old.map(|o| o.endpoint.clone()).unwrap_or_else(|| {
+                        Arc::new(Mutex::new(Endpoint::new(
+                            ControlState::new(b.default_fields.clone(), b.allowed_fields.clone()),
+                            limits.clone(),
+                        )))
+                    }),
+                    metrics: old.map(|o| o.metrics.clone()).unwrap_or_else(|| {
+                        Arc::new(crate::metrics::BackendMetrics { healthy: 1.into(), ..Default::default() })
+                    }),
+                }
+            })
+            .collect();
+        let by_sae = backends.iter().enumerate().map(|(i, b)| (b.cfg.sae_id.clone(), i)).collect();
+        let geo = match &cfg.geo {
+            Some(g) => Some(Arc::new(qmeta_geo::Geo::open(g).map_err(|e| anyhow::anyhow!("geo: {e}"))?)),
+            None => None,
+        };
+        let balancer = cfg.balance.build(&cfg.backends.iter().map(|b| b.weight).collect::<Vec<_>>());
+        Ok(Generation { cfg, backends, by_sae, balancer, geo, acceptor })
+    }
+
+    fn rotation_targets(&self) -> Vec<(String, String)> {
+        self.backends.iter().map(|b| (b.cfg.name.clone(), b.cfg.sae_id.clone())).collect()
+    }
+}
+
+impl Shared {
+    /// The current generation. Cheap: a read lock and an `Arc` clone.
+    pub fn gen(&self) -> Arc<Generation> {
+        self.gen.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn spawn_rotation(&self) -> JoinHandle<()> {
+        let audit = self.audit.clone();
+        qmeta_qkd::rotation::spawn_rotation(
+            self.ring.clone(),
+            self.kme.clone(),
+            self.gen().rotation_targets(),
+            Arc::new(move |ev| on_rotation(&audit, ev)),
+        )
+    }
+
+    /// Re-reads the config file, validates it completely, and only then
+    /// swaps it in. A bad file changes nothing. DMCP state, keys and open
+    /// connections survive; settings that need new sockets or a new CA are
+    /// refused with a message saying to restart.
+    pub async fn reload(&self) -> Result<String, String> {
+        let Some(path) = &self.config_path else {
+            return Err("no configuration file to reload from".into());
+        };
+        let mut rotation = self.reloading.lock().await;
+        let cfg = crate::config::load(path).map_err(|e| e.to_string())?;
+        let old = self.gen();
+        let mut fixed = Vec::new();
+        let same = |what: &str, a: String, b: String, fixed: &mut Vec<String>| {
+            if a != b {
+                fixed.push(format!("{what} cannot change on reload (restart to apply)"));
+            }
+        };
+        same("listen.address", old.cfg.listen.address.to_string(), cfg.listen.address.to_string(), &mut fixed);
+        same("control.address", old.cfg.control.address.to_string(), cfg.control.address.to_string(), &mut fixed);
+        same(
+            "admin",
+            format!("{:?}", old.cfg.admin.as_ref().map(|a| a.address)),
+            format!("{:?}", cfg.admin.as_ref().map(|a| a.address)),
+            &mut fixed,
+        );
+        same("kme", format!("{:?}", old.cfg.kme), format!("{:?}", cfg.kme), &mut fixed);
+        same("certificates", format!("{:?}", old.cfg.certificates), format!("{:?}", cfg.certificates), &mut fixed);
+        same(
+            "upstream.ca",
+            old.cfg.upstream.ca.display().to_string(),
+            cfg.upstream.ca.display().to_string(),
+            &mut fixed,
+        );
+        same("keys", format!("{:?}", old.cfg.keys), format!("{:?}", cfg.keys), &mut fixed);
+        same("audit", format!("{:?}", old.cfg.audit), format!("{:?}", cfg.audit), &mut fixed);
+        same("node_id", old.cfg.node_id.clone(), cfg.node_id.clone(), &mut fixed);
+        if !fixed.is_empty() {
+            return Err(format!("{}: {}", path.display(), fixed.join("; ")));
+        }
+        let new = Generation::build(cfg, Some(&old)).map_err(|e| format!("{}: {e:#}", path.display()))?;
+        let targets_changed = new.rotation_targets() != old.rotation_targets();
+        let summary = format!(
+            "reloaded {}: {} backend(s): {}",
+            path.display(),
+            new.backends.len(),
+            new.backends.iter().map(|b| b.cfg.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        *self.gen.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        if targets_changed {
+            if let Some(old_task) = rotation.take() {
+                old_task.abort();
+            }
+            *rotation = Some(self.spawn_rotation());
+        }
+        let _ = self.audit.record(Record::Lifecycle { component: "lb".into(), what: summary.clone() });
+        tracing::info!("{summary}");
+        Ok(summary)
     }
 }

@@ -1,7 +1,7 @@
 use crate::PkiError;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use std::path::{Path, PathBuf};
 
@@ -33,9 +33,7 @@ pub struct Credential {
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("key_pem", &"<redacted>")
-            .finish_non_exhaustive()
+        f.debug_struct("Credential").field("key_pem", &"<redacted>").finish_non_exhaustive()
     }
 }
 
@@ -51,6 +49,7 @@ impl Credential {
 
     /// Reads `<dir>/<stem>.crt` and `<dir>/<stem>.key`.
     pub fn read(dir: &Path, stem: &str) -> Result<Credential, PkiError> {
+        check_private(&dir.join(format!("{stem}.key")))?;
         Ok(Credential {
             cert_pem: read_file(&dir.join(format!("{stem}.crt")))?,
             key_pem: read_file(&dir.join(format!("{stem}.key")))?,
@@ -71,33 +70,22 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
         params.use_authority_key_identifier_extension = false;
         let cert = params.self_signed(&key)?;
-        let credential = Credential {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        };
+        let credential = Credential { cert_pem: cert.pem(), key_pem: key.serialize_pem() };
         Ca::from_credential(credential, "<generated>")
     }
 
     /// Loads a CA from its PEM certificate and key.
     pub fn from_credential(credential: Credential, origin: &str) -> Result<Ca, PkiError> {
-        let key = KeyPair::from_pem(&credential.key_pem).map_err(|e| PkiError::Invalid {
-            path: origin.into(),
-            message: format!("CA key: {e}"),
-        })?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&credential.cert_pem, key).map_err(|e| PkiError::Invalid {
-                path: origin.into(),
-                message: format!("CA certificate: {e}"),
-            })?;
+        let key = KeyPair::from_pem(&credential.key_pem)
+            .map_err(|e| PkiError::Invalid { path: origin.into(), message: format!("CA key: {e}") })?;
+        let issuer = Issuer::from_ca_cert_pem(&credential.cert_pem, key)
+            .map_err(|e| PkiError::Invalid { path: origin.into(), message: format!("CA certificate: {e}") })?;
         Ok(Ca { credential, issuer })
     }
 
@@ -105,10 +93,7 @@ impl Ca {
     pub fn load_or_generate(dir: &Path, stem: &str, common_name: &str) -> Result<Ca, PkiError> {
         if dir.join(format!("{stem}.crt")).exists() {
             let cred = Credential::read(dir, stem)?;
-            return Ca::from_credential(
-                cred,
-                &dir.join(format!("{stem}.key")).display().to_string(),
-            );
+            return Ca::from_credential(cred, &dir.join(format!("{stem}.key")).display().to_string());
         }
         let ca = Ca::generate(common_name, KeyAlg::P256)?;
         ca.credential.write(dir, stem)?;
@@ -118,10 +103,7 @@ impl Ca {
     /// A server certificate for DNS names and/or IP addresses, valid one year.
     pub fn issue_server(&self, common_name: &str, names: &[&str]) -> Result<Credential, PkiError> {
         let mut params = self.leaf_params(common_name, names)?;
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params)
     }
 
@@ -133,20 +115,14 @@ impl Ca {
         self.sign(params)
     }
 
-    fn leaf_params(
-        &self,
-        common_name: &str,
-        names: &[&str],
-    ) -> Result<CertificateParams, PkiError> {
+    fn leaf_params(&self, common_name: &str, names: &[&str]) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name);
         for n in names {
-            params
-                .subject_alt_names
-                .push(match n.parse::<std::net::IpAddr>() {
-                    Ok(ip) => SanType::IpAddress(ip),
-                    Err(_) => SanType::DnsName((*n).try_into()?),
-                });
+            params.subject_alt_names.push(match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into()?),
+            });
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
@@ -158,10 +134,7 @@ impl Ca {
     fn sign(&self, params: CertificateParams) -> Result<Credential, PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Credential {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(Credential { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }
 
@@ -173,29 +146,27 @@ fn name(cn: &str) -> DistinguishedName {
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.display().to_string(), source })
 }
 
 fn write_file(path: &Path, data: &[u8], private: bool) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io = |source| PkiError::Io { path: path.display().to_string(), source };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
+        create_private_dir(parent).map_err(io)?;
     }
-    let tmp = path.with_extension("tmp");
+    // A fresh, unpredictable temporary name opened with create_new (and
+    // O_NOFOLLOW): a file or symlink planted in the directory cannot be
+    // written through, and the final rename replaces whatever was there.
+    let tmp = path.with_extension(format!("tmp.{:016x}", rand_u64()));
     {
         use std::io::Write;
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
-        if private {
+        {
             use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
+            opts.mode(if private { 0o600 } else { 0o644 });
+            opts.custom_flags(libc_o_nofollow());
         }
         let _ = private;
         let mut f = opts.open(&tmp).map_err(io)?;
@@ -203,4 +174,64 @@ fn write_file(path: &Path, data: &[u8], private: bool) -> Result<(), PkiError> {
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Creates the directory (and parents) readable by the owner only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+#[cfg(target_os = "linux")]
+fn libc_o_nofollow() -> i32 {
+    0o400000 // O_NOFOLLOW on Linux
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn libc_o_nofollow() -> i32 {
+    0
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}
+
+/// Refuses a private key file that others can read or write, or that is a
+/// symlink: reusing such a key would silently trust whoever changed it.
+pub(crate) fn check_private(path: &Path) -> Result<(), PkiError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|source| PkiError::Io { path: path.display().to_string(), source })?;
+        if meta.file_type().is_symlink() {
+            return Err(PkiError::Invalid {
+                path: path.display().to_string(),
+                message: "is a symlink; refusing to use it as a private key".into(),
+            });
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(PkiError::Invalid {
+                path: path.display().to_string(),
+                message: format!(
+                    "mode {:o} lets others read or change this private key; run chmod 600",
+                    meta.mode() & 0o777
+                ),
+            });
+        }
+    }
+    let _ = path;
+    Ok(())
 }

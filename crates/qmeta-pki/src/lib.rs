@@ -16,8 +16,7 @@ mod tls;
 
 pub use ca::{Ca, Credential, KeyAlg};
 pub use tls::{
-    client_config, common_name, install_provider, load_certs, load_key, provider, root_store,
-    server_config, ClientAuth,
+    client_config, common_name, install_provider, load_certs, load_key, provider, root_store, server_config, ClientAuth,
 };
 
 /// Errors loading or generating credentials. Each names the file at fault.
@@ -25,10 +24,7 @@ pub use tls::{
 #[non_exhaustive]
 pub enum PkiError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path}: no PEM {what} found")]
     NoPem { path: String, what: &'static str },
     #[error("{path}: {message}")]

@@ -188,9 +188,7 @@ pub enum Parsed {
 /// application stream). Errors are final: drop the connection.
 pub fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
     match buf.first() {
-        None => Ok(Parsed::Incomplete {
-            need_at_least: MIN_HEADER_LEN,
-        }),
+        None => Ok(Parsed::Incomplete { need_at_least: MIN_HEADER_LEN }),
         Some(&b'\r') => v2::parse(buf),
         Some(&b'P') => v1::parse(buf),
         Some(_) => Err(ProxyError::NotProxy),
@@ -203,12 +201,7 @@ mod tests {
 
     #[test]
     fn empty_is_incomplete() {
-        assert_eq!(
-            parse(b"").unwrap(),
-            Parsed::Incomplete {
-                need_at_least: MIN_HEADER_LEN
-            }
-        );
+        assert_eq!(parse(b"").unwrap(), Parsed::Incomplete { need_at_least: MIN_HEADER_LEN });
     }
 
     #[test]
@@ -227,18 +220,9 @@ mod tests {
             command: Command::Proxy,
             source: Some("203.0.113.7:5555".parse().unwrap()),
             destination: Some("[2001:db8::1]:443".parse().unwrap()),
-            tlvs: vec![
-                Tlv::Authority("secret.example".into()),
-                Tlv::UniqueId(b"uid-xyz".to_vec()),
-            ],
+            tlvs: vec![Tlv::Authority("secret.example".into()), Tlv::UniqueId(b"uid-xyz".to_vec())],
         };
-        let dbg = format!(
-            "{:?}",
-            Parsed::Complete {
-                header,
-                consumed: 9
-            }
-        );
+        let dbg = format!("{:?}", Parsed::Complete { header, consumed: 9 });
         for secret in ["203.0.113", "5555", "2001", "secret.example", "uid-xyz"] {
             assert!(!dbg.contains(secret), "{secret} leaked in {dbg}");
         }
@@ -257,10 +241,7 @@ mod tests {
             tlvs: vec![],
         };
         assert_eq!(header.client(peer), "203.0.113.7:5555".parse().unwrap());
-        assert_eq!(
-            header.proxied_for(peer).as_deref(),
-            Some("203.0.113.7:5555 via 127.0.0.1:40000")
-        );
+        assert_eq!(header.proxied_for(peer).as_deref(), Some("203.0.113.7:5555 via 127.0.0.1:40000"));
         header.source = None;
         assert_eq!(header.client(peer), peer);
         assert_eq!(header.proxied_for(peer), None);

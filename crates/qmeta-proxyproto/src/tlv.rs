@@ -46,11 +46,7 @@ pub enum Tlv {
     /// 0x20: TLS facts. `client` holds the PP2_CLIENT_* bits, `verify` is
     /// 0 when a client certificate was verified; `sub` are the sub-TLVs
     /// (see [`ssl_sub`]) in wire order.
-    Ssl {
-        client: u8,
-        verify: u32,
-        sub: Vec<(u8, Vec<u8>)>,
-    },
+    Ssl { client: u8, verify: u32, sub: Vec<(u8, Vec<u8>)> },
     /// 0x30: network namespace name, US-ASCII.
     Netns(String),
     /// 0xE0..=0xEF: application-specific.
@@ -86,11 +82,7 @@ impl fmt::Debug for Tlv {
             Tlv::UniqueId(v) => write!(f, "UniqueId(<{} bytes>)", v.len()),
             Tlv::Ssl { client, sub, .. } => {
                 let kinds: Vec<String> = sub.iter().map(|(t, _)| format!("{t:#04x}")).collect();
-                write!(
-                    f,
-                    "Ssl {{ client: {client:#04x}, sub: [{}] }}",
-                    kinds.join(", ")
-                )
+                write!(f, "Ssl {{ client: {client:#04x}, sub: [{}] }}", kinds.join(", "))
             }
             Tlv::Netns(v) => write!(f, "Netns(<{} bytes>)", v.len()),
             Tlv::Custom(t, v) => write!(f, "Custom({t:#04x}, <{} bytes>)", v.len()),
@@ -153,14 +145,11 @@ pub(crate) fn parse_all(header: &[u8], start: usize) -> Result<Vec<Tlv>, ProxyEr
         }
         tlvs.push(match t {
             tlv_type::ALPN => Tlv::Alpn(v.to_vec()),
-            tlv_type::AUTHORITY => Tlv::Authority(
-                String::from_utf8(v.to_vec())
-                    .map_err(|_| ProxyError::BadTlv("AUTHORITY is not UTF-8"))?,
-            ),
+            tlv_type::AUTHORITY => {
+                Tlv::Authority(String::from_utf8(v.to_vec()).map_err(|_| ProxyError::BadTlv("AUTHORITY is not UTF-8"))?)
+            }
             tlv_type::CRC32C => {
-                let bytes: [u8; 4] = v
-                    .try_into()
-                    .map_err(|_| ProxyError::BadTlv("CRC32C value is not 4 bytes"))?;
+                let bytes: [u8; 4] = v.try_into().map_err(|_| ProxyError::BadTlv("CRC32C value is not 4 bytes"))?;
                 crc_at = Some(start + at);
                 Tlv::Crc32c(u32::from_be_bytes(bytes))
             }
@@ -170,9 +159,7 @@ pub(crate) fn parse_all(header: &[u8], start: usize) -> Result<Vec<Tlv>, ProxyEr
             }
             tlv_type::UNIQUE_ID => Tlv::UniqueId(v.to_vec()),
             tlv_type::SSL => parse_ssl(v)?,
-            tlv_type::NETNS if !v.is_ascii() => {
-                return Err(ProxyError::BadTlv("NETNS is not US-ASCII"))
-            }
+            tlv_type::NETNS if !v.is_ascii() => return Err(ProxyError::BadTlv("NETNS is not US-ASCII")),
             tlv_type::NETNS => Tlv::Netns(String::from_utf8_lossy(v).into_owned()),
             tlv_type::CUSTOM_MIN..=tlv_type::CUSTOM_MAX => Tlv::Custom(t, v.to_vec()),
             _ => Tlv::Unknown(t, v.to_vec()),
@@ -197,15 +184,10 @@ fn parse_ssl(v: &[u8]) -> Result<Tlv, ProxyError> {
     };
     let mut sub = Vec::new();
     for item in split(subs) {
-        let (t, _, value) =
-            item.map_err(|()| ProxyError::BadTlv("SSL sub-TLV overruns the SSL TLV"))?;
+        let (t, _, value) = item.map_err(|()| ProxyError::BadTlv("SSL sub-TLV overruns the SSL TLV"))?;
         sub.push((t, value.to_vec()));
     }
-    Ok(Tlv::Ssl {
-        client: *client,
-        verify: u32::from_be_bytes([*a, *b, *c, *d]),
-        sub,
-    })
+    Ok(Tlv::Ssl { client: *client, verify: u32::from_be_bytes([*a, *b, *c, *d]), sub })
 }
 
 /// Appends `tlv`; returns the offset of the CRC32C value if it wrote one
@@ -220,11 +202,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, tlv: &Tlv) -> Option<usize> {
         Tlv::Authority(s) | Tlv::Netns(s) => s.as_bytes(),
         Tlv::Crc32c(_) => &[0; 4],
         Tlv::Noop => &[],
-        Tlv::Ssl {
-            client,
-            verify,
-            sub,
-        } => {
+        Tlv::Ssl { client, verify, sub } => {
             ssl_value = vec![*client];
             ssl_value.extend_from_slice(&verify.to_be_bytes());
             for (t, v) in sub {

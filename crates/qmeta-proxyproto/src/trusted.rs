@@ -69,9 +69,7 @@ fn parse_entry(s: &str) -> Result<Net, String> {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
     };
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not an IP address"))?;
+    let ip: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix {
         None => max,
@@ -92,12 +90,8 @@ fn parse_entry(s: &str) -> Result<Net, String> {
         },
     };
     let host_bits = match net {
-        Net::V4(a, p) => {
-            (a & !mask4(p) != 0).then(|| format!("{}/{p}", Ipv4Addr::from(a & mask4(p))))
-        }
-        Net::V6(a, p) => {
-            (a & !mask6(p) != 0).then(|| format!("{}/{p}", Ipv6Addr::from(a & mask6(p))))
-        }
+        Net::V4(a, p) => (a & !mask4(p) != 0).then(|| format!("{}/{p}", Ipv4Addr::from(a & mask4(p)))),
+        Net::V6(a, p) => (a & !mask6(p) != 0).then(|| format!("{}/{p}", Ipv6Addr::from(a & mask6(p)))),
     };
     match host_bits {
         Some(suggest) => Err(format!("host bits set (did you mean {suggest}?)")),
@@ -139,23 +133,10 @@ mod tests {
     #[test]
     fn v4_cidr() {
         let p = peers(&["10.0.0.0/8", "192.168.1.128/25", "127.0.0.1"]);
-        for yes in [
-            "10.0.0.0",
-            "10.255.255.255",
-            "192.168.1.128",
-            "192.168.1.255",
-            "127.0.0.1",
-        ] {
+        for yes in ["10.0.0.0", "10.255.255.255", "192.168.1.128", "192.168.1.255", "127.0.0.1"] {
             assert!(p.contains(ip(yes)), "{yes}");
         }
-        for no in [
-            "11.0.0.0",
-            "9.255.255.255",
-            "192.168.1.127",
-            "127.0.0.2",
-            "::1",
-            "::a00:1",
-        ] {
+        for no in ["11.0.0.0", "9.255.255.255", "192.168.1.127", "127.0.0.2", "::1", "::a00:1"] {
             assert!(!p.contains(ip(no)), "{no}");
         }
     }
@@ -163,13 +144,7 @@ mod tests {
     #[test]
     fn v6_cidr() {
         let p = peers(&["2001:db8::/32", "::1", "fe80::/10"]);
-        for yes in [
-            "2001:db8::",
-            "2001:db8:ffff::1",
-            "::1",
-            "fe80::1",
-            "febf::1",
-        ] {
+        for yes in ["2001:db8::", "2001:db8:ffff::1", "::1", "fe80::1", "febf::1"] {
             assert!(p.contains(ip(yes)), "{yes}");
         }
         for no in ["2001:db9::", "::2", "fec0::1", "127.0.0.1", "0.0.0.1"] {
@@ -229,24 +204,14 @@ mod tests {
         let err = TrustedPeers::parse(&list).unwrap_err();
         let parts: Vec<&str> = err.split("; ").collect();
         assert_eq!(parts.len(), 9, "{err}");
-        assert_eq!(
-            parts[0],
-            "entry 0 (\"10.0.0.0/33\"): prefix length 33 exceeds 32"
-        );
-        assert_eq!(
-            parts[1],
-            "entry 1 (\"10.0.0.1/8\"): host bits set (did you mean 10.0.0.0/8?)"
-        );
+        assert_eq!(parts[0], "entry 0 (\"10.0.0.0/33\"): prefix length 33 exceeds 32");
+        assert_eq!(parts[1], "entry 1 (\"10.0.0.1/8\"): host bits set (did you mean 10.0.0.0/8?)");
         assert_eq!(parts[2], "entry 2 (\"\"): empty entry");
         assert!(parts[3].contains("not an IP address"), "{}", parts[3]);
         assert!(parts[4].contains("bad prefix length"), "{}", parts[4]);
         assert!(parts[5].contains("bad prefix length"), "{}", parts[5]);
         assert!(parts[6].contains("exceeds 128"), "{}", parts[6]);
-        assert!(
-            parts[7].contains("did you mean 2001:db8::/32?"),
-            "{}",
-            parts[7]
-        );
+        assert!(parts[7].contains("did you mean 2001:db8::/32?"), "{}", parts[7]);
         assert!(parts[8].contains("bad prefix length"), "{}", parts[8]);
     }
 }

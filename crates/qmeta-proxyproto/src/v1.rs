@@ -21,15 +21,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
         match b {
             b'\r' => {
                 return match window.get(i + 1) {
-                    Some(b'\n') => Ok(Parsed::Complete {
-                        header: parse_line(&window[..i])?,
-                        consumed: i + 2,
-                    }),
+                    Some(b'\n') => Ok(Parsed::Complete { header: parse_line(&window[..i])?, consumed: i + 2 }),
                     Some(_) => Err(ProxyError::BadV1("CR not followed by LF")),
                     None if i + 1 >= V1_MAX_LEN => Err(ProxyError::TooLong),
-                    None => Ok(Parsed::Incomplete {
-                        need_at_least: (i + 2).max(MIN_HEADER_LEN),
-                    }),
+                    None => Ok(Parsed::Incomplete { need_at_least: (i + 2).max(MIN_HEADER_LEN) }),
                 };
             }
             b'\n' => return Err(ProxyError::BadV1("LF without CR")),
@@ -41,27 +36,17 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
         return Err(ProxyError::TooLong);
     }
     // Still need at least CR and LF.
-    Ok(Parsed::Incomplete {
-        need_at_least: (window.len() + 2).max(MIN_HEADER_LEN),
-    })
+    Ok(Parsed::Incomplete { need_at_least: (window.len() + 2).max(MIN_HEADER_LEN) })
 }
 
 /// The line without its CRLF; every byte is printable ASCII.
 fn parse_line(line: &[u8]) -> Result<Header, ProxyError> {
     let line = std::str::from_utf8(line).map_err(|_| ProxyError::BadV1("not ASCII"))?;
-    let rest = line
-        .strip_prefix("PROXY ")
-        .ok_or(ProxyError::BadV1("expected one space after PROXY"))?;
+    let rest = line.strip_prefix("PROXY ").ok_or(ProxyError::BadV1("expected one space after PROXY"))?;
     // UNKNOWN: the receiver must ignore the rest of the line and use the
     // real endpoints.
     if rest == "UNKNOWN" || rest.starts_with("UNKNOWN ") {
-        return Ok(Header {
-            version: 1,
-            command: Command::Proxy,
-            source: None,
-            destination: None,
-            tlvs: Vec::new(),
-        });
+        return Ok(Header { version: 1, command: Command::Proxy, source: None, destination: None, tlvs: Vec::new() });
     }
     let (v6, rest) = if let Some(r) = rest.strip_prefix("TCP4 ") {
         (false, r)
@@ -73,16 +58,10 @@ fn parse_line(line: &[u8]) -> Result<Header, ProxyError> {
     // split(' ') yields empty parts for doubled spaces, which then fail to
     // parse: "exactly one space" holds without a separate check.
     let mut parts = rest.split(' ');
-    let (Some(src), Some(dst), Some(sport), Some(dport), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(ProxyError::BadV1(
-            "expected source, destination and two ports",
-        ));
+    let (Some(src), Some(dst), Some(sport), Some(dport), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ProxyError::BadV1("expected source, destination and two ports"));
     };
     let src_ip = parse_ip(src, v6).ok_or(ProxyError::BadAddress)?;
     let dst_ip = parse_ip(dst, v6).ok_or(ProxyError::BadAddress)?;
@@ -125,11 +104,7 @@ fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
 fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
     // The std parser also reads nothing else (no zone ids, no brackets);
     // the explicit charset check keeps that true whatever std does later.
-    if s.is_empty()
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-    {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
         return None;
     }
     s.parse().ok()
@@ -157,20 +132,10 @@ fn parse_decimal(s: &str, max_digits: usize) -> Option<u32> {
 /// cannot fail. Scope ids are not representable and are dropped.
 pub fn encode_v1(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let line = match (src, dst) {
-        (SocketAddr::V4(s), SocketAddr::V4(d)) => format!(
-            "PROXY TCP4 {} {} {} {}\r\n",
-            s.ip(),
-            d.ip(),
-            s.port(),
-            d.port()
-        ),
-        _ => format!(
-            "PROXY TCP6 {} {} {} {}\r\n",
-            as_v6(src.ip()),
-            as_v6(dst.ip()),
-            src.port(),
-            dst.port()
-        ),
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            format!("PROXY TCP4 {} {} {} {}\r\n", s.ip(), d.ip(), s.port(), d.port())
+        }
+        _ => format!("PROXY TCP6 {} {} {} {}\r\n", as_v6(src.ip()), as_v6(dst.ip()), src.port(), dst.port()),
     };
     line.into_bytes()
 }
@@ -197,10 +162,7 @@ mod tests {
     fn ipv4_strict() {
         assert_eq!(parse_ipv4("0.0.0.0"), Some(Ipv4Addr::UNSPECIFIED));
         assert_eq!(parse_ipv4("255.255.255.255"), Some(Ipv4Addr::BROADCAST));
-        assert_eq!(
-            parse_ipv4("10.20.30.40"),
-            Some(Ipv4Addr::new(10, 20, 30, 40))
-        );
+        assert_eq!(parse_ipv4("10.20.30.40"), Some(Ipv4Addr::new(10, 20, 30, 40)));
         for bad in [
             "",
             "1.2.3",
@@ -224,24 +186,9 @@ mod tests {
     #[test]
     fn ipv6_forms() {
         assert_eq!(parse_ipv6("::1"), Some(Ipv6Addr::LOCALHOST));
-        assert_eq!(
-            parse_ipv6("2001:DB8::1"),
-            Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
-        );
-        assert_eq!(
-            parse_ipv6("::ffff:192.0.2.1"),
-            Some(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped())
-        );
-        for bad in [
-            "",
-            "1.2.3.4",
-            "::1%eth0",
-            "[::1]",
-            "1::2::3",
-            "12345::",
-            "1:2:3:4:5:6:7:8:9",
-            "g::1",
-        ] {
+        assert_eq!(parse_ipv6("2001:DB8::1"), Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)));
+        assert_eq!(parse_ipv6("::ffff:192.0.2.1"), Some(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped()));
+        for bad in ["", "1.2.3.4", "::1%eth0", "[::1]", "1::2::3", "12345::", "1:2:3:4:5:6:7:8:9", "g::1"] {
             assert_eq!(parse_ipv6(bad), None, "{bad:?}");
         }
     }
@@ -251,9 +198,7 @@ mod tests {
         assert_eq!(parse_port("0"), Some(0));
         assert_eq!(parse_port("65535"), Some(65535));
         assert_eq!(parse_port("443"), Some(443));
-        for bad in [
-            "", "00", "01", "0443", "65536", "99999", "100000", "-1", "+1", "1a", " 1",
-        ] {
+        for bad in ["", "00", "01", "0443", "65536", "99999", "100000", "-1", "+1", "1a", " 1"] {
             assert_eq!(parse_port(bad), None, "{bad:?}");
         }
     }
@@ -272,11 +217,9 @@ mod tests {
 
     #[test]
     fn unknown_ignores_rest_of_line() {
-        for line in [
-            &b"PROXY UNKNOWN\r\n"[..],
-            b"PROXY UNKNOWN anything at all 1 2\r\n",
-            b"PROXY UNKNOWN ::1 ::1 1 2\r\n",
-        ] {
+        for line in
+            [&b"PROXY UNKNOWN\r\n"[..], b"PROXY UNKNOWN anything at all 1 2\r\n", b"PROXY UNKNOWN ::1 ::1 1 2\r\n"]
+        {
             let (h, n) = complete(line);
             assert_eq!(n, line.len());
             assert_eq!((h.source, h.destination), (None, None));
@@ -287,81 +230,28 @@ mod tests {
     #[test]
     fn grammar_violations() {
         let cases: &[(&[u8], ProxyError)] = &[
-            (
-                b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
-                ProxyError::BadV1("LF without CR"),
-            ),
-            (
-                b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",
-                ProxyError::BadV1("CR not followed by LF"),
-            ),
-            (
-                b"PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n",
-                ProxyError::BadV1("byte outside printable US-ASCII"),
-            ),
-            (
-                b"PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
-                ProxyError::BadV1("protocol must be TCP4, TCP6 or UNKNOWN"),
-            ),
-            (
-                b"PROXYTCP4 1.2.3.4 5.6.7.8 1 2\r\n",
-                ProxyError::BadV1("expected one space after PROXY"),
-            ),
-            (
-                b"PROXYX",
-                ProxyError::BadV1("expected one space after PROXY"),
-            ),
-            (
-                b"PROXY\r\n",
-                ProxyError::BadV1("expected one space after PROXY"),
-            ),
-            (
-                b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
-                ProxyError::BadV1("protocol must be TCP4, TCP6 or UNKNOWN"),
-            ),
-            (
-                b"PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n",
-                ProxyError::BadV1("protocol must be TCP4, TCP6 or UNKNOWN"),
-            ),
-            (
-                b"PROXY UNKNOWNX\r\n",
-                ProxyError::BadV1("protocol must be TCP4, TCP6 or UNKNOWN"),
-            ),
-            (
-                b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
-                ProxyError::BadV1("expected source, destination and two ports"),
-            ),
-            (
-                b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",
-                ProxyError::BadV1("expected source, destination and two ports"),
-            ),
-            (
-                b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",
-                ProxyError::BadV1("expected source, destination and two ports"),
-            ),
-            (
-                b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
-                ProxyError::BadV1("bad source port"),
-            ),
-            (
-                b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
-                ProxyError::BadV1("bad destination port"),
-            ),
-            (
-                b"PROXY TCP4 1.2.3.04 5.6.7.8 1 2\r\n",
-                ProxyError::BadAddress,
-            ),
+            (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", ProxyError::BadV1("LF without CR")),
+            (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX", ProxyError::BadV1("CR not followed by LF")),
+            (b"PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n", ProxyError::BadV1("byte outside printable US-ASCII")),
+            (b"PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n", ProxyError::BadV1("protocol must be TCP4, TCP6 or UNKNOWN")),
+            (b"PROXYTCP4 1.2.3.4 5.6.7.8 1 2\r\n", ProxyError::BadV1("expected one space after PROXY")),
+            (b"PROXYX", ProxyError::BadV1("expected one space after PROXY")),
+            (b"PROXY\r\n", ProxyError::BadV1("expected one space after PROXY")),
+            (b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n", ProxyError::BadV1("protocol must be TCP4, TCP6 or UNKNOWN")),
+            (b"PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n", ProxyError::BadV1("protocol must be TCP4, TCP6 or UNKNOWN")),
+            (b"PROXY UNKNOWNX\r\n", ProxyError::BadV1("protocol must be TCP4, TCP6 or UNKNOWN")),
+            (b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", ProxyError::BadV1("expected source, destination and two ports")),
+            (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n", ProxyError::BadV1("expected source, destination and two ports")),
+            (b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n", ProxyError::BadV1("expected source, destination and two ports")),
+            (b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", ProxyError::BadV1("bad source port")),
+            (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n", ProxyError::BadV1("bad destination port")),
+            (b"PROXY TCP4 1.2.3.04 5.6.7.8 1 2\r\n", ProxyError::BadAddress),
             (b"PROXY TCP4 ::1 5.6.7.8 1 2\r\n", ProxyError::BadAddress),
             (b"PROXY TCP6 1.2.3.4 ::1 1 2\r\n", ProxyError::BadAddress),
             (b"PROXY TCP6 ::1 ::1%lo 1 2\r\n", ProxyError::BadAddress),
         ];
         for (line, want) in cases {
-            assert_eq!(
-                crate::parse(line),
-                Err(*want),
-                "{:?}",
-                String::from_utf8_lossy(line)
-            );
+            assert_eq!(crate::parse(line), Err(*want), "{:?}", String::from_utf8_lossy(line));
         }
     }
 
@@ -379,10 +269,7 @@ mod tests {
         let mut buf = b"PROXY ".to_vec();
         buf.extend_from_slice(&long);
         assert_eq!(crate::parse(&buf[..107]), Err(ProxyError::TooLong));
-        assert_eq!(
-            crate::parse(&buf[..106]),
-            Ok(Parsed::Incomplete { need_at_least: 108 })
-        );
+        assert_eq!(crate::parse(&buf[..106]), Ok(Parsed::Incomplete { need_at_least: 108 }));
         // CR as the 107th byte: the LF would be the 108th.
         let mut cr_last = buf[..106].to_vec();
         cr_last.extend_from_slice(b"\r\n");
@@ -411,15 +298,9 @@ mod tests {
         let s: SocketAddr = "192.0.2.1:5555".parse().unwrap();
         let d: SocketAddr = "[2001:db8::2]:443".parse().unwrap();
         let bytes = encode_v1(s, d);
-        assert_eq!(
-            bytes,
-            b"PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 5555 443\r\n"
-        );
+        assert_eq!(bytes, b"PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 5555 443\r\n");
         let (h, _) = complete(&bytes);
-        assert_eq!(
-            h.source.map(|a| a.ip().to_canonical()),
-            Some("192.0.2.1".parse().unwrap())
-        );
+        assert_eq!(h.source.map(|a| a.ip().to_canonical()), Some("192.0.2.1".parse().unwrap()));
         assert_eq!(h.destination, Some(d));
     }
 }

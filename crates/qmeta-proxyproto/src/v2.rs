@@ -35,18 +35,14 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
         }
     }
     let (Some(command), Some(&fam), Some(len)) = (command, buf.get(13), buf.get(14..16)) else {
-        return Ok(Parsed::Incomplete {
-            need_at_least: FIXED_LEN,
-        });
+        return Ok(Parsed::Incomplete { need_at_least: FIXED_LEN });
     };
     let total = FIXED_LEN + usize::from(u16::from_be_bytes([len[0], len[1]]));
     if total > V2_MAX_LEN {
         return Err(ProxyError::TooLong);
     }
     let Some(header) = buf.get(..total) else {
-        return Ok(Parsed::Incomplete {
-            need_at_least: total,
-        });
+        return Ok(Parsed::Incomplete { need_at_least: total });
     };
     let block = &header[FIXED_LEN..];
     let (source, destination, tlvs) = match command {
@@ -55,16 +51,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, ProxyError> {
         Command::Local => (None, None, Vec::new()),
         Command::Proxy => proxy_block(header, block, fam)?,
     };
-    Ok(Parsed::Complete {
-        header: Header {
-            version: 2,
-            command,
-            source,
-            destination,
-            tlvs,
-        },
-        consumed: total,
-    })
+    Ok(Parsed::Complete { header: Header { version: 2, command, source, destination, tlvs }, consumed: total })
 }
 
 type Addrs = (Option<SocketAddr>, Option<SocketAddr>, Vec<Tlv>);
@@ -84,27 +71,13 @@ fn proxy_block(header: &[u8], block: &[u8], fam: u8) -> Result<Addrs, ProxyError
     let Some(addr) = block.get(..need) else {
         return Err(ProxyError::BadAddress);
     };
-    let ports = |at: usize| {
-        (
-            u16::from_be_bytes([addr[at], addr[at + 1]]),
-            u16::from_be_bytes([addr[at + 2], addr[at + 3]]),
-        )
-    };
+    let ports =
+        |at: usize| (u16::from_be_bytes([addr[at], addr[at + 1]]), u16::from_be_bytes([addr[at + 2], addr[at + 3]]));
     let (source, destination) = match family {
         1 => {
             let (sp, dp) = ports(8);
-            let ip = |at: usize| {
-                IpAddr::V4(Ipv4Addr::new(
-                    addr[at],
-                    addr[at + 1],
-                    addr[at + 2],
-                    addr[at + 3],
-                ))
-            };
-            (
-                Some(SocketAddr::new(ip(0), sp)),
-                Some(SocketAddr::new(ip(4), dp)),
-            )
+            let ip = |at: usize| IpAddr::V4(Ipv4Addr::new(addr[at], addr[at + 1], addr[at + 2], addr[at + 3]));
+            (Some(SocketAddr::new(ip(0), sp)), Some(SocketAddr::new(ip(4), dp)))
         }
         2 => {
             let (sp, dp) = ports(32);
@@ -113,10 +86,7 @@ fn proxy_block(header: &[u8], block: &[u8], fam: u8) -> Result<Addrs, ProxyError
                 o.copy_from_slice(&addr[at..at + 16]);
                 IpAddr::V6(Ipv6Addr::from(o))
             };
-            (
-                Some(SocketAddr::new(ip(0), sp)),
-                Some(SocketAddr::new(ip(16), dp)),
-            )
+            (Some(SocketAddr::new(ip(0), sp)), Some(SocketAddr::new(ip(16), dp)))
         }
         // UNIX paths are not socket addresses: skipped, the real peer applies.
         _ => (None, None),
@@ -137,12 +107,7 @@ fn proxy_block(header: &[u8], block: &[u8], fam: u8) -> Result<Addrs, ProxyError
 ///
 /// # Panics
 /// If the header would exceed the format's 16 + 65535 bytes.
-pub fn encode_v2(
-    cmd: Command,
-    src: Option<SocketAddr>,
-    dst: Option<SocketAddr>,
-    tlvs: &[Tlv],
-) -> Vec<u8> {
+pub fn encode_v2(cmd: Command, src: Option<SocketAddr>, dst: Option<SocketAddr>, tlvs: &[Tlv]) -> Vec<u8> {
     let mut out = V2_SIGNATURE.to_vec();
     out.push(match cmd {
         Command::Local => 0x20,

@@ -14,12 +14,7 @@ fn complete(buf: &[u8]) -> (Header, usize) {
 
 /// A PROXY/INET/STREAM header with `extra` bytes after the addresses.
 fn inet_with(extra: &[u8]) -> Vec<u8> {
-    let mut h = encode_v2(
-        Command::Proxy,
-        Some(sa("203.0.113.7:5555")),
-        Some(sa("192.0.2.1:443")),
-        &[],
-    );
+    let mut h = encode_v2(Command::Proxy, Some(sa("203.0.113.7:5555")), Some(sa("192.0.2.1:443")), &[]);
     h.extend_from_slice(extra);
     let len = (h.len() - FIXED_LEN) as u16;
     h[14..16].copy_from_slice(&len.to_be_bytes());
@@ -28,12 +23,7 @@ fn inet_with(extra: &[u8]) -> Vec<u8> {
 
 #[test]
 fn inet_layout_is_exact() {
-    let h = encode_v2(
-        Command::Proxy,
-        Some(sa("203.0.113.7:5555")),
-        Some(sa("192.0.2.1:443")),
-        &[],
-    );
+    let h = encode_v2(Command::Proxy, Some(sa("203.0.113.7:5555")), Some(sa("192.0.2.1:443")), &[]);
     let want = "0d0a0d0a000d0a515549540a 21 11 000c cb007107 c0000201 15b3 01bb";
     assert_eq!(hex::encode(&h), want.replace(' ', ""));
     let (header, n) = complete(&h);
@@ -53,13 +43,7 @@ fn inet6_round_trip_and_mixed_families() {
 
     let h = encode_v2(Command::Proxy, Some(sa("192.0.2.9:7")), Some(d), &[]);
     let (header, _) = complete(&h);
-    assert_eq!(
-        header.source,
-        Some(SocketAddr::new(
-            Ipv4Addr::new(192, 0, 2, 9).to_ipv6_mapped().into(),
-            7
-        ))
-    );
+    assert_eq!(header.source, Some(SocketAddr::new(Ipv4Addr::new(192, 0, 2, 9).to_ipv6_mapped().into(), 7)));
 }
 
 #[test]
@@ -130,22 +114,12 @@ fn unix_addresses_are_skipped_and_tlvs_follow() {
 #[test]
 fn family_length_mismatches() {
     // (family byte, address bytes present) pairs one short of the need.
-    for (fam, len) in [
-        (0x11u8, 11usize),
-        (0x21, 35),
-        (0x31, 215),
-        (0x11, 0),
-        (0x21, 12),
-    ] {
+    for (fam, len) in [(0x11u8, 11usize), (0x21, 35), (0x31, 215), (0x11, 0), (0x21, 12)] {
         let mut h = V2_SIGNATURE.to_vec();
         h.extend_from_slice(&[0x21, fam]);
         h.extend_from_slice(&(len as u16).to_be_bytes());
         h.extend(std::iter::repeat_n(0u8, len));
-        assert_eq!(
-            parse(&h),
-            Err(ProxyError::BadAddress),
-            "fam {fam:#x} len {len}"
-        );
+        assert_eq!(parse(&h), Err(ProxyError::BadAddress), "fam {fam:#x} len {len}");
     }
     // Exactly enough is fine.
     for (fam, len) in [(0x11u8, 12usize), (0x21, 36), (0x31, 216)] {
@@ -209,12 +183,7 @@ fn size_cap() {
     assert_eq!(parse(&h), Err(ProxyError::TooLong));
     // Exactly the cap is accepted (address block + one NOOP as padding).
     h[14..16].copy_from_slice(&max_len.to_be_bytes());
-    assert_eq!(
-        parse(&h),
-        Ok(Parsed::Incomplete {
-            need_at_least: V2_MAX_LEN
-        })
-    );
+    assert_eq!(parse(&h), Ok(Parsed::Incomplete { need_at_least: V2_MAX_LEN }));
     h.extend_from_slice(&[0; 12]);
     let pad = V2_MAX_LEN - h.len() - 3;
     h.extend_from_slice(&[tlv_type::NOOP]);
@@ -248,12 +217,7 @@ fn every_tlv_kind_round_trips() {
         Tlv::Unknown(0xF0, b"experiment".to_vec()),
         Tlv::Crc32c(0),
     ];
-    let h = encode_v2(
-        Command::Proxy,
-        Some(sa("[2001:db8::7]:1")),
-        Some(sa("[::1]:2")),
-        &tlvs,
-    );
+    let h = encode_v2(Command::Proxy, Some(sa("[2001:db8::7]:1")), Some(sa("[::1]:2")), &tlvs);
     let (header, n) = complete(&h);
     assert_eq!(n, h.len());
     // The CRC TLV carries the computed value, the rest come back as sent.
@@ -298,58 +262,29 @@ fn tlv_errors() {
         (&[0x01, 0x00, 0x03, b'h', b'2'], "TLV overruns the header"),
         (&[0x04, 0x00, 0x00, 0x01], "TLV overruns the header"),
         (&[0x03, 0x00, 0x03, 0, 0, 0], "CRC32C value is not 4 bytes"),
-        (
-            &[0x03, 0x00, 0x05, 0, 0, 0, 0, 0],
-            "CRC32C value is not 4 bytes",
-        ),
+        (&[0x03, 0x00, 0x05, 0, 0, 0, 0, 0], "CRC32C value is not 4 bytes"),
         (&[0x02, 0x00, 0x02, 0xC3, 0x28], "AUTHORITY is not UTF-8"),
         (&[0x30, 0x00, 0x02, b'n', 0xE9], "NETNS is not US-ASCII"),
-        (
-            &[0x20, 0x00, 0x04, 1, 0, 0, 0],
-            "SSL TLV shorter than 5 bytes",
-        ),
-        (
-            &[0x20, 0x00, 0x07, 1, 0, 0, 0, 0, 0x21, 0x00],
-            "SSL sub-TLV overruns the SSL TLV",
-        ),
-        (
-            &[0x20, 0x00, 0x09, 1, 0, 0, 0, 0, 0x21, 0x00, 0x02, b'x'],
-            "SSL sub-TLV overruns the SSL TLV",
-        ),
+        (&[0x20, 0x00, 0x04, 1, 0, 0, 0], "SSL TLV shorter than 5 bytes"),
+        (&[0x20, 0x00, 0x07, 1, 0, 0, 0, 0, 0x21, 0x00], "SSL sub-TLV overruns the SSL TLV"),
+        (&[0x20, 0x00, 0x09, 1, 0, 0, 0, 0, 0x21, 0x00, 0x02, b'x'], "SSL sub-TLV overruns the SSL TLV"),
         (&[0x01, 0, 1, b'a', 0x01, 0, 1, b'b'], "duplicate TLV"),
-        (
-            &[0x20, 0, 5, 0, 0, 0, 0, 0, 0x20, 0, 5, 0, 0, 0, 0, 0],
-            "duplicate TLV",
-        ),
+        (&[0x20, 0, 5, 0, 0, 0, 0, 0, 0x20, 0, 5, 0, 0, 0, 0, 0], "duplicate TLV"),
     ];
     for (tlvs, why) in cases {
-        assert_eq!(
-            parse(&inet_with(tlvs)),
-            Err(ProxyError::BadTlv(why)),
-            "{tlvs:x?}"
-        );
+        assert_eq!(parse(&inet_with(tlvs)), Err(ProxyError::BadTlv(why)), "{tlvs:x?}");
     }
     let mut long_id = vec![0x05, 0x00, 129];
     long_id.extend_from_slice(&[1; 129]);
-    assert_eq!(
-        parse(&inet_with(&long_id)),
-        Err(ProxyError::BadTlv("UNIQUE_ID longer than 128 bytes"))
-    );
+    assert_eq!(parse(&inet_with(&long_id)), Err(ProxyError::BadTlv("UNIQUE_ID longer than 128 bytes")));
     // Two CRC TLVs: the encoder leaves the second zero; rejected either way.
-    let h = encode_v2(
-        Command::Proxy,
-        Some(sa("1.2.3.4:1")),
-        Some(sa("5.6.7.8:2")),
-        &[Tlv::Crc32c(0), Tlv::Crc32c(0)],
-    );
+    let h = encode_v2(Command::Proxy, Some(sa("1.2.3.4:1")), Some(sa("5.6.7.8:2")), &[Tlv::Crc32c(0), Tlv::Crc32c(0)]);
     assert_eq!(parse(&h), Err(ProxyError::BadTlv("duplicate TLV")));
 }
 
 #[test]
 fn repeatable_tlvs_may_repeat() {
-    let h = inet_with(&[
-        0x04, 0, 0, 0x04, 0, 1, 0, 0xEA, 0, 1, 1, 0xEA, 0, 0, 0x06, 0, 0, 0x06, 0, 0,
-    ]);
+    let h = inet_with(&[0x04, 0, 0, 0x04, 0, 1, 0, 0xEA, 0, 1, 1, 0xEA, 0, 0, 0x06, 0, 0, 0x06, 0, 0]);
     let (header, _) = complete(&h);
     assert_eq!(
         header.tlvs,
@@ -366,11 +301,7 @@ fn repeatable_tlvs_may_repeat() {
 
 #[test]
 fn tlv_debug_hides_values() {
-    let t = Tlv::Ssl {
-        client: 1,
-        verify: 0,
-        sub: vec![(ssl_sub::CN, b"alice".to_vec())],
-    };
+    let t = Tlv::Ssl { client: 1, verify: 0, sub: vec![(ssl_sub::CN, b"alice".to_vec())] };
     let dbg = format!("{t:?} {:?}", Tlv::Authority("bob.example".into()));
     assert!(!dbg.contains("alice") && !dbg.contains("bob"), "{dbg}");
     assert!(dbg.contains("0x22"), "{dbg}");

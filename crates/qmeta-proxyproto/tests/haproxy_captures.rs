@@ -15,10 +15,7 @@ fn v2_with_tls_tlvs_and_crc() {
     assert_eq!((h.version, h.command), (2, Command::Proxy));
     let src = h.source.expect("source");
     assert_eq!(src.ip().to_string(), "127.0.0.1");
-    assert_eq!(
-        h.destination.map(|d| d.to_string()).as_deref(),
-        Some("127.0.0.1:61401")
-    );
+    assert_eq!(h.destination.map(|d| d.to_string()).as_deref(), Some("127.0.0.1:61401"));
     assert_eq!(h.alpn(), Some(&b"h2"[..]));
     assert_eq!(h.authority(), Some("www.example.test"));
     // unique-id-format conn-%ci-%cp
@@ -29,11 +26,7 @@ fn v2_with_tls_tlvs_and_crc() {
         .tlvs
         .iter()
         .find_map(|t| match t {
-            Tlv::Ssl {
-                client,
-                verify,
-                sub,
-            } => Some((*client, *verify, sub.clone())),
+            Tlv::Ssl { client, verify, sub } => Some((*client, *verify, sub.clone())),
             _ => None,
         })
         .expect("SSL TLV");
@@ -89,14 +82,8 @@ fn v1_line() {
     let h = assert_prefixes(&buf, line_end);
     assert_eq!(&buf[line_end..], b"hello\n");
     assert_eq!(h.version, 1);
-    assert_eq!(
-        h.source.map(|s| s.ip().to_string()).as_deref(),
-        Some("127.0.0.1")
-    );
-    assert_eq!(
-        h.destination.map(|d| d.to_string()).as_deref(),
-        Some("127.0.0.1:61402")
-    );
+    assert_eq!(h.source.map(|s| s.ip().to_string()).as_deref(), Some("127.0.0.1"));
+    assert_eq!(h.destination.map(|d| d.to_string()).as_deref(), Some("127.0.0.1:61402"));
 }
 
 #[test]
@@ -106,9 +93,6 @@ fn truncated_capture_inside_ssl_tlv_is_rejected_when_length_lies() {
     let mut bad = buf.clone();
     let len = u16::from_be_bytes([bad[14], bad[15]]) - 1;
     bad[14..16].copy_from_slice(&len.to_be_bytes());
-    assert_eq!(
-        parse(&bad),
-        Err(ProxyError::BadTlv("TLV overruns the header"))
-    );
+    assert_eq!(parse(&bad), Err(ProxyError::BadTlv("TLV overruns the header")));
     assert!(matches!(parse(&buf), Ok(Parsed::Complete { .. })));
 }

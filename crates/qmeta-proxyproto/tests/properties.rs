@@ -7,9 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use common::assert_prefixes;
 use proptest::prelude::*;
-use qmeta_proxyproto::{
-    encode_v1, encode_v2, parse, Command, Parsed, Tlv, MAX_HEADER_LEN, V1_MAX_LEN, V2_SIGNATURE,
-};
+use qmeta_proxyproto::{encode_v1, encode_v2, parse, Command, Parsed, Tlv, MAX_HEADER_LEN, V1_MAX_LEN, V2_SIGNATURE};
 
 fn check_bounds(buf: &[u8]) {
     match parse(buf) {
@@ -46,10 +44,7 @@ fn tlvs() -> impl Strategy<Value = Vec<Tlv>> {
     let repeatable = prop_oneof![
         Just(Tlv::Noop),
         (0xE0u8..=0xEF, bytes(40)).prop_map(|(t, v)| Tlv::Custom(t, v)),
-        (
-            prop_oneof![0x06u8..=0x1F, 0x21u8..=0x2F, 0x31u8..=0xDF, 0xF0u8..=0xFF],
-            bytes(40)
-        )
+        (prop_oneof![0x06u8..=0x1F, 0x21u8..=0x2F, 0x31u8..=0xDF, 0xF0u8..=0xFF], bytes(40))
             .prop_map(|(t, v)| Tlv::Unknown(t, v)),
     ];
     (
@@ -57,16 +52,8 @@ fn tlvs() -> impl Strategy<Value = Vec<Tlv>> {
         proptest::option::of("[a-z0-9.é-]{0,40}".prop_map(Tlv::Authority)),
         proptest::option::of(bytes(129).prop_map(Tlv::UniqueId)),
         proptest::option::of(
-            (
-                any::<u8>(),
-                any::<u32>(),
-                proptest::collection::vec((any::<u8>(), bytes(30)), 0..5),
-            )
-                .prop_map(|(client, verify, sub)| Tlv::Ssl {
-                    client,
-                    verify,
-                    sub,
-                }),
+            (any::<u8>(), any::<u32>(), proptest::collection::vec((any::<u8>(), bytes(30)), 0..5))
+                .prop_map(|(client, verify, sub)| Tlv::Ssl { client, verify, sub }),
         ),
         proptest::option::of("[ -~]{0,20}".prop_map(Tlv::Netns)),
         proptest::collection::vec(repeatable, 0..6),

@@ -6,9 +6,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::{assert_prefixes, unhex};
-use qmeta_proxyproto::{
-    crc32c, encode_v2, parse, Command, Parsed, ProxyError, Tlv, V1_MAX_LEN, V2_SIGNATURE,
-};
+use qmeta_proxyproto::{crc32c, encode_v2, parse, Command, Parsed, ProxyError, Tlv, V1_MAX_LEN, V2_SIGNATURE};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -34,13 +32,7 @@ fn section_2_1_maximum_line_lengths() {
     let tcp6 = format!("PROXY TCP6 {ff} {ff} 65535 65535\r\n");
     assert_eq!(tcp6.len(), 104);
     let h = assert_prefixes(tcp6.as_bytes(), 104);
-    assert_eq!(
-        h.destination,
-        Some(SocketAddr::new(
-            std::net::Ipv6Addr::from(u128::MAX).into(),
-            65535
-        ))
-    );
+    assert_eq!(h.destination, Some(SocketAddr::new(std::net::Ipv6Addr::from(u128::MAX).into(), 65535)));
 
     let short = b"PROXY UNKNOWN\r\n";
     assert_eq!(short.len(), 15);
@@ -55,28 +47,16 @@ fn section_2_1_maximum_line_lengths() {
 #[test]
 fn section_2_1_crlf_rules() {
     // "must not tolerate a single CR or LF character to end the line"
-    assert_eq!(
-        parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"),
-        Err(ProxyError::BadV1("LF without CR"))
-    );
-    assert_eq!(
-        parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n"),
-        Err(ProxyError::BadV1("CR not followed by LF"))
-    );
+    assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"), Err(ProxyError::BadV1("LF without CR")));
+    assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n"), Err(ProxyError::BadV1("CR not followed by LF")));
     // "If the CRLF sequence is not found in the first 107 characters, the
     // receiver should declare the line invalid."
     let mut long = b"PROXY UNKNOWN ".to_vec();
     long.resize(200, b'x');
     assert_eq!(parse(&long), Err(ProxyError::TooLong));
     // "Heading zeroes are not permitted"
-    assert_eq!(
-        parse(b"PROXY TCP4 192.168.000.1 192.168.0.11 56324 443\r\n"),
-        Err(ProxyError::BadAddress)
-    );
-    assert_eq!(
-        parse(b"PROXY TCP4 192.168.0.1 192.168.0.11 056324 443\r\n"),
-        Err(ProxyError::BadV1("bad source port"))
-    );
+    assert_eq!(parse(b"PROXY TCP4 192.168.000.1 192.168.0.11 56324 443\r\n"), Err(ProxyError::BadAddress));
+    assert_eq!(parse(b"PROXY TCP4 192.168.0.1 192.168.0.11 056324 443\r\n"), Err(ProxyError::BadV1("bad source port")));
 }
 
 #[test]
@@ -85,15 +65,9 @@ fn section_2_2_detection_rules() {
     let mut sig13 = V2_SIGNATURE.to_vec();
     sig13.push(0x20);
     assert_eq!(parse(&sig13), Ok(Parsed::Incomplete { need_at_least: 16 }));
-    assert_eq!(
-        parse(b"PROXY"),
-        Ok(Parsed::Incomplete { need_at_least: 15 })
-    );
+    assert_eq!(parse(b"PROXY"), Ok(Parsed::Incomplete { need_at_least: 15 }));
     assert_eq!(parse(b"SSH-2.0-OpenSSH\r\n"), Err(ProxyError::NotProxy));
-    assert_eq!(
-        parse(&[0x16, 0x03, 0x01, 0x02, 0x00]),
-        Err(ProxyError::NotProxy)
-    );
+    assert_eq!(parse(&[0x16, 0x03, 0x01, 0x02, 0x00]), Err(ProxyError::NotProxy));
 }
 
 #[test]
@@ -123,12 +97,7 @@ fn section_2_2_protocol_bytes_and_address_lengths() {
 
 #[test]
 fn section_2_2_receivers_must_not_assume_zero_length_for_local() {
-    let local = encode_v2(
-        Command::Local,
-        Some(sa("10.0.0.1:1")),
-        Some(sa("10.0.0.2:2")),
-        &[],
-    );
+    let local = encode_v2(Command::Local, Some(sa("10.0.0.1:1")), Some(sa("10.0.0.2:2")), &[]);
     let mut buf = local.clone();
     buf.extend_from_slice(b"\x16\x03\x01");
     let h = assert_prefixes(&buf, local.len());
@@ -137,12 +106,7 @@ fn section_2_2_receivers_must_not_assume_zero_length_for_local() {
 
 #[test]
 fn section_2_2_3_crc32c_procedure() {
-    let h = encode_v2(
-        Command::Proxy,
-        Some(sa("192.168.0.1:56324")),
-        Some(sa("192.168.0.11:443")),
-        &[Tlv::Crc32c(0)],
-    );
+    let h = encode_v2(Command::Proxy, Some(sa("192.168.0.1:56324")), Some(sa("192.168.0.11:443")), &[Tlv::Crc32c(0)]);
     // Recompute by the text: zero the field, CRC the whole header.
     let at = 16 + 12 + 3;
     let mut zeroed = h.clone();
@@ -165,16 +129,9 @@ fn section_2_2_4_noop_and_2_2_5_unique_id_bound() {
     );
     let h = assert_prefixes(&ok, ok.len());
     assert_eq!(h.tlvs, vec![Tlv::Noop, Tlv::UniqueId(vec![0xAB; 128])]);
-    let too_long = encode_v2(
-        Command::Proxy,
-        Some(sa("1.1.1.1:1")),
-        Some(sa("2.2.2.2:2")),
-        &[Tlv::UniqueId(vec![0xAB; 129])],
-    );
-    assert_eq!(
-        parse(&too_long),
-        Err(ProxyError::BadTlv("UNIQUE_ID longer than 128 bytes"))
-    );
+    let too_long =
+        encode_v2(Command::Proxy, Some(sa("1.1.1.1:1")), Some(sa("2.2.2.2:2")), &[Tlv::UniqueId(vec![0xAB; 129])]);
+    assert_eq!(parse(&too_long), Err(ProxyError::BadTlv("UNIQUE_ID longer than 128 bytes")));
 }
 
 #[test]

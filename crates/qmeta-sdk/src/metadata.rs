@@ -37,11 +37,7 @@ impl Metadata {
     ///  "dropped": ["http_user_agent"]}
     /// ```
     pub fn to_json(&self) -> Value {
-        let fields: Map<String, Value> = self
-            .fields
-            .iter()
-            .map(|(id, v)| (id.name(), value_json(v)))
-            .collect();
+        let fields: Map<String, Value> = self.fields.iter().map(|(id, v)| (id.name(), value_json(v))).collect();
         let dropped: Vec<String> = self.dropped.iter().map(|f| f.name()).collect();
         json!({
             "serial": self.serial_hex,
@@ -74,30 +70,15 @@ mod tests {
             key_id: Uuid::from_u128(0x1234),
             state_version: 9,
             fields: vec![
-                (
-                    FieldId::SRC_IP,
-                    FieldValue::Ip("127.0.0.1".parse().unwrap()),
-                ),
+                (FieldId::SRC_IP, FieldValue::Ip("127.0.0.1".parse().unwrap())),
                 (FieldId::SRC_PORT, FieldValue::U16(54321)),
-                (
-                    FieldId::DST_IP,
-                    FieldValue::Ip("2001:db8::1".parse().unwrap()),
-                ),
-                (
-                    FieldId::TIMESTAMP,
-                    FieldValue::TimestampMs(1_700_000_000_123),
-                ),
+                (FieldId::DST_IP, FieldValue::Ip("2001:db8::1".parse().unwrap())),
+                (FieldId::TIMESTAMP, FieldValue::TimestampMs(1_700_000_000_123)),
                 (FieldId::SNI, FieldValue::Text("example.com".into())),
                 (FieldId::GEO_ASN, FieldValue::U32(64496)),
-                (
-                    FieldId::CLIENT_CERT_FINGERPRINT,
-                    FieldValue::Bytes(vec![0x00, 0xab, 0xff]),
-                ),
+                (FieldId::CLIENT_CERT_FINGERPRINT, FieldValue::Bytes(vec![0x00, 0xab, 0xff])),
                 (FieldId::CONNECTION_ID, FieldValue::U64(u64::MAX)),
-                (
-                    FieldId::new(1000).unwrap(),
-                    FieldValue::Text("tenant-7".into()),
-                ),
+                (FieldId::new(1000).unwrap(), FieldValue::Text("tenant-7".into())),
             ],
             dropped: vec![FieldId::HTTP_USER_AGENT, FieldId::JA4],
         }
@@ -128,11 +109,7 @@ mod tests {
 
     #[test]
     fn empty_metadata_has_empty_collections() {
-        let m = Metadata {
-            fields: vec![],
-            dropped: vec![],
-            ..sample()
-        };
+        let m = Metadata { fields: vec![], dropped: vec![], ..sample() };
         let j = m.to_json();
         assert_eq!(j["fields"], json!({}));
         assert_eq!(j["dropped"], json!([]));

@@ -19,9 +19,7 @@ impl MetadataReader {
     /// `keys` must be built with the LB's SAE id as master SAE and this
     /// backend's own KME client.
     pub fn new(keys: DecKeyCache) -> MetadataReader {
-        MetadataReader {
-            keys: Arc::new(keys),
-        }
+        MetadataReader { keys: Arc::new(keys) }
     }
 
     /// Reads the metadata from the peer chain of a finished handshake
@@ -33,14 +31,8 @@ impl MetadataReader {
     pub async fn read(&self, peer_certs: &[CertificateDer<'_>]) -> Result<Metadata, SdkError> {
         let leaf = peer_certs.first().ok_or(SdkError::NoClientCertificate)?;
         let envelope = qmeta_cert::parse(leaf.as_ref()).map_err(SdkError::NotQmeta)?;
-        let key = self
-            .keys
-            .get(envelope.key_id)
-            .await
-            .map_err(|source| SdkError::Key {
-                key_id: envelope.key_id,
-                source,
-            })?;
+        let key =
+            self.keys.get(envelope.key_id).await.map_err(|source| SdkError::Key { key_id: envelope.key_id, source })?;
         open(&envelope, &key.bytes)
     }
 }
@@ -74,10 +66,7 @@ mod tests {
         // Fields out of id order on purpose: Metadata lists them sorted.
         let fields = [
             (FieldId::SNI, FieldValue::Text("shop.example".into())),
-            (
-                FieldId::SRC_IP,
-                FieldValue::Ip("192.0.2.7".parse().unwrap()),
-            ),
+            (FieldId::SRC_IP, FieldValue::Ip("192.0.2.7".parse().unwrap())),
             (FieldId::SRC_PORT, FieldValue::U16(54321)),
         ];
         let req = MintRequest {
@@ -107,14 +96,8 @@ mod tests {
         assert!(m.dropped.is_empty());
         let ids: Vec<FieldId> = m.fields.iter().map(|(f, _)| *f).collect();
         assert_eq!(ids, vec![FieldId::SRC_IP, FieldId::SRC_PORT, FieldId::SNI]);
-        assert_eq!(
-            m.get(FieldId::SRC_IP),
-            Some(&FieldValue::Ip("192.0.2.7".parse().unwrap()))
-        );
-        assert_eq!(
-            m.get(FieldId::SNI),
-            Some(&FieldValue::Text("shop.example".into()))
-        );
+        assert_eq!(m.get(FieldId::SRC_IP), Some(&FieldValue::Ip("192.0.2.7".parse().unwrap())));
+        assert_eq!(m.get(FieldId::SNI), Some(&FieldValue::Text("shop.example".into())));
     }
 
     #[test]
@@ -137,14 +120,8 @@ mod tests {
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(cred.cert_pem.as_bytes())
             .map(|c: CertificateDer<'static>| c.to_vec())
             .unwrap();
-        let err = qmeta_cert::parse(&der)
-            .map_err(SdkError::NotQmeta)
-            .err()
-            .unwrap();
-        assert!(
-            err.to_string().starts_with("not a qmeta LB certificate"),
-            "{err}"
-        );
+        let err = qmeta_cert::parse(&der).map_err(SdkError::NotQmeta).err().unwrap();
+        assert!(err.to_string().starts_with("not a qmeta LB certificate"), "{err}");
         assert!(!err.is_retryable());
     }
 }

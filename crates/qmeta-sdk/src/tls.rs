@@ -23,29 +23,18 @@ pub fn client_verifier(lb_ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, SdkE
 }
 
 fn verifier_err(path: &Path, e: impl std::fmt::Display) -> SdkError {
-    SdkError::Verifier {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+    SdkError::Verifier { path: path.display().to_string(), message: e.to_string() }
 }
 
 /// A complete rustls server config for a backend: this backend's own
 /// certificate chain and key, [`client_verifier`] for the LB CA, and the
 /// given ALPN protocols (e.g. `&[b"http/1.1"]`).
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    lb_ca: &Path,
-    alpn: &[&[u8]],
-) -> Result<ServerConfig, SdkError> {
+pub fn server_config(cert: &Path, key: &Path, lb_ca: &Path, alpn: &[&[u8]]) -> Result<ServerConfig, SdkError> {
     let verifier = client_verifier(lb_ca)?;
     let certs = qmeta_pki::load_certs(cert)?;
     let key_der = qmeta_pki::load_key(key)?;
     let tls_err = |e: rustls::Error| {
-        SdkError::Pki(qmeta_pki::PkiError::Invalid {
-            path: key.display().to_string(),
-            message: e.to_string(),
-        })
+        SdkError::Pki(qmeta_pki::PkiError::Invalid { path: key.display().to_string(), message: e.to_string() })
     };
     let mut cfg = ServerConfig::builder_with_provider(qmeta_pki::provider())
         .with_safe_default_protocol_versions()

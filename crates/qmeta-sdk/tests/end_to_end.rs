@@ -63,11 +63,7 @@ async fn setup() -> World {
     let kme_ca = Ca::generate("KME CA", KeyAlg::P256).unwrap();
     kme_ca.credential.write(dir, "kme-ca").unwrap();
     for kme in ["kme-a", "kme-b"] {
-        kme_ca
-            .issue_server(kme, &[kme, "127.0.0.1"])
-            .unwrap()
-            .write(dir, kme)
-            .unwrap();
+        kme_ca.issue_server(kme, &[kme, "127.0.0.1"]).unwrap().write(dir, kme).unwrap();
     }
     for sae in [LB_SAE, BACKEND_SAE] {
         kme_ca.issue_client(sae).unwrap().write(dir, sae).unwrap();
@@ -81,23 +77,15 @@ async fn setup() -> World {
         max_key_per_request: 128,
         seed: Some(7),
     };
-    let pair = start_pair(KmePairConfig {
-        a: site(dir, "kme-a", LB_SAE),
-        b: site(dir, "kme-b", BACKEND_SAE),
-        link,
-    })
-    .await
-    .unwrap();
+    let pair = start_pair(KmePairConfig { a: site(dir, "kme-a", LB_SAE), b: site(dir, "kme-b", BACKEND_SAE), link })
+        .await
+        .unwrap();
 
     let lb_ca = Ca::generate("qmeta LB CA", KeyAlg::P256).unwrap();
     lb_ca.credential.write(dir, "lb-ca").unwrap();
     let server_ca = Ca::generate("backend CA", KeyAlg::P256).unwrap();
     server_ca.credential.write(dir, "server-ca").unwrap();
-    server_ca
-        .issue_server("backend-1", &["backend-1", "127.0.0.1"])
-        .unwrap()
-        .write(dir, "backend-1")
-        .unwrap();
+    server_ca.issue_server("backend-1", &["backend-1", "127.0.0.1"]).unwrap().write(dir, "backend-1").unwrap();
 
     let backend = sample::start(SampleBackendConfig {
         name: "backend-1".into(),
@@ -105,31 +93,13 @@ async fn setup() -> World {
         cert: dir.join("backend-1.crt"),
         key: dir.join("backend-1.key"),
         lb_ca: dir.join("lb-ca.crt"),
-        kme: kme_client(
-            dir,
-            format!("https://{}", pair.addr_b()),
-            "kme-b",
-            BACKEND_SAE,
-        ),
+        kme: kme_client(dir, format!("https://{}", pair.addr_b()), "kme-b", BACKEND_SAE),
         lb_sae_id: LB_SAE.into(),
     })
     .await
     .unwrap();
-    let lb_kme = KmeClient::new(kme_client(
-        dir,
-        format!("https://{}", pair.addr_a()),
-        "kme-a",
-        LB_SAE,
-    ))
-    .unwrap();
-    World {
-        server_ca: dir.join("server-ca.crt"),
-        dir: tmp,
-        pair,
-        backend,
-        lb_kme,
-        lb_ca,
-    }
+    let lb_kme = KmeClient::new(kme_client(dir, format!("https://{}", pair.addr_a()), "kme-a", LB_SAE)).unwrap();
+    World { server_ca: dir.join("server-ca.crt"), dir: tmp, pair, backend, lb_kme, lb_ca }
 }
 
 impl World {
@@ -153,10 +123,7 @@ impl World {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// A client identity: the minted certificate and the leaf key's PKCS#8.
@@ -184,10 +151,7 @@ fn mint(
     let minted = qmeta_cert::mint(&issuer, &leaf, &req).unwrap();
     assert!(minted.dropped.is_empty());
     let key = PrivateKeyDer::try_from(leaf.pkcs8_der().to_vec()).unwrap();
-    (
-        (vec![CertificateDer::from(minted.der)], key),
-        minted.serial_hex,
-    )
+    ((vec![CertificateDer::from(minted.der)], key), minted.serial_hex)
 }
 
 /// The full error chain, so assertions can look for the TLS alert.
@@ -205,11 +169,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Connects to the backend presenting `identity` and sends GET for each
 /// path on one connection. Returns (status, JSON body) per request, or the
 /// error chain if the connection or any request failed.
-async fn get(
-    w: &World,
-    identity: Option<Identity>,
-    paths: &[&str],
-) -> Result<Vec<(u16, Value)>, String> {
+async fn get(w: &World, identity: Option<Identity>, paths: &[&str]) -> Result<Vec<(u16, Value)>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in qmeta_pki::load_certs(&w.server_ca).unwrap() {
         roots.add(c).unwrap();
@@ -226,40 +186,24 @@ async fn get(
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let addr = w.backend.addr();
     let run = async move {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| chain(&e))?;
-        let tls = connector
-            .connect(ServerName::try_from("backend-1").unwrap(), tcp)
-            .await
-            .map_err(|e| chain(&e))?;
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| chain(&e))?;
+        let tls = connector.connect(ServerName::try_from("backend-1").unwrap(), tcp).await.map_err(|e| chain(&e))?;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| chain(&e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| chain(&e))?;
         tokio::spawn(conn);
         let mut out = Vec::new();
         for path in paths {
-            let req = hyper::Request::get(*path)
-                .header("host", "backend-1")
-                .body(Empty::<Bytes>::new())
-                .unwrap();
+            let req = hyper::Request::get(*path).header("host", "backend-1").body(Empty::<Bytes>::new()).unwrap();
             let resp = sender.send_request(req).await.map_err(|e| chain(&e))?;
             let status = resp.status().as_u16();
             assert_eq!(resp.headers()["content-type"], "application/json");
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| chain(&e))?
-                .to_bytes();
+            let body = resp.into_body().collect().await.map_err(|e| chain(&e))?.to_bytes();
             out.push((status, serde_json::from_slice(&body).unwrap()));
         }
         Ok(out)
     };
-    tokio::time::timeout(STEP, run)
-        .await
-        .expect("request timed out")
+    tokio::time::timeout(STEP, run).await.expect("request timed out")
 }
 
 #[tokio::test]
@@ -268,30 +212,16 @@ async fn backend_answers_with_the_metadata_the_lb_minted() {
     let key = w.lb_key().await;
     let ts = now_unix() * 1000 + 123;
     let fields = vec![
-        (
-            FieldId::SRC_IP,
-            FieldValue::Ip("127.0.0.1".parse().unwrap()),
-        ),
+        (FieldId::SRC_IP, FieldValue::Ip("127.0.0.1".parse().unwrap())),
         (FieldId::SRC_PORT, FieldValue::U16(54321)),
-        (
-            FieldId::DST_IP,
-            FieldValue::Ip("2001:db8::7".parse().unwrap()),
-        ),
+        (FieldId::DST_IP, FieldValue::Ip("2001:db8::7".parse().unwrap())),
         (FieldId::TIMESTAMP, FieldValue::TimestampMs(ts)),
         (FieldId::SNI, FieldValue::Text("shop.example".into())),
-        (
-            FieldId::CLIENT_CERT_FINGERPRINT,
-            FieldValue::Bytes(vec![0xde, 0xad, 0x01]),
-        ),
-        (
-            FieldId::new(1000).unwrap(),
-            FieldValue::Text("tenant-7".into()),
-        ),
+        (FieldId::CLIENT_CERT_FINGERPRINT, FieldValue::Bytes(vec![0xde, 0xad, 0x01])),
+        (FieldId::new(1000).unwrap(), FieldValue::Text("tenant-7".into())),
     ];
     let (identity, serial) = mint(&w.lb_ca, key.id, &key.bytes, 7, &fields);
-    let answers = get(&w, Some(identity), &["/hello", "/again?x=1"])
-        .await
-        .unwrap();
+    let answers = get(&w, Some(identity), &["/hello", "/again?x=1"]).await.unwrap();
     assert_eq!(answers.len(), 2);
     let (status, body) = &answers[0];
     assert_eq!(*status, 200, "{body}");
@@ -336,10 +266,7 @@ async fn backend_answers_with_the_metadata_the_lb_minted() {
 async fn handshake_refused_without_an_lb_certificate() {
     let w = setup().await;
     let key = w.lb_key().await;
-    let fields = [(
-        FieldId::SRC_IP,
-        FieldValue::Ip("127.0.0.1".parse().unwrap()),
-    )];
+    let fields = [(FieldId::SRC_IP, FieldValue::Ip("127.0.0.1".parse().unwrap()))];
 
     // TLS 1.3: the client finishes its side before the server checks the
     // certificate, so the refusal arrives as an alert on the first read.
@@ -365,10 +292,7 @@ async fn handshake_refused_without_an_lb_certificate() {
     // After shutdown the port is closed.
     let addr = w.backend.addr();
     w.stop().await;
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "still listening after shutdown"
-    );
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening after shutdown");
 }
 
 #[tokio::test]
@@ -380,20 +304,11 @@ async fn unreadable_metadata_gets_a_502_without_secrets() {
     let cred = w.lb_ca.issue_client("plain-client").unwrap();
     let certs = qmeta_pki::load_certs(&write_tmp(&w, "plain.crt", &cred.cert_pem)).unwrap();
     let key = qmeta_pki::load_key(&write_tmp(&w, "plain.key", &cred.key_pem)).unwrap();
-    let (status, body) = get(&w, Some((certs, key)), &["/p"])
-        .await
-        .unwrap()
-        .remove(0);
+    let (status, body) = get(&w, Some((certs, key)), &["/p"]).await.unwrap().remove(0);
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["backend"], json!("backend-1"));
     assert_eq!(body["path"], json!("/p"));
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("not a qmeta LB certificate"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().starts_with("not a qmeta LB certificate"), "{body}");
     assert_eq!(body["retryable"], json!(false));
 
     // A key id KME B never issued.
@@ -404,15 +319,8 @@ async fn unreadable_metadata_gets_a_502_without_secrets() {
     assert_eq!(status, 502, "{body}");
     let text = body.to_string();
     assert!(text.contains(&unknown.to_string()), "{text}");
-    assert_eq!(
-        body["retryable"],
-        json!(false),
-        "the KME does not know the key: retrying cannot help"
-    );
-    assert!(
-        !text.contains("secret-host") && !text.contains("4242424242"),
-        "{text}"
-    );
+    assert_eq!(body["retryable"], json!(false), "the KME does not know the key: retrying cannot help");
+    assert!(!text.contains("secret-host") && !text.contains("4242424242"), "{text}");
 
     // A real key id, but the LB sealed with other bytes: authentication fails.
     let key = w.lb_key().await;
@@ -422,10 +330,7 @@ async fn unreadable_metadata_gets_a_502_without_secrets() {
     let text = body.to_string();
     assert!(text.contains("failed to authenticate"), "{text}");
     assert_eq!(body["retryable"], json!(false));
-    assert!(
-        !text.contains("secret-host") && !text.contains(&hex::encode(&key.bytes[..8])),
-        "{text}"
-    );
+    assert!(!text.contains("secret-host") && !text.contains(&hex::encode(&key.bytes[..8])), "{text}");
     w.stop().await;
 }
 

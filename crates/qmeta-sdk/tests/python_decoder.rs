@@ -18,9 +18,7 @@ fn python_decode(cert_pem: &Path, qkd_key: &[u8]) -> serde_json::Value {
         .arg(cert_pem)
         .arg(hex::encode(qkd_key))
         .output()
-        .expect(
-            "python3 is required for this test: install python3 and its `cryptography` package",
-        );
+        .expect("python3 is required for this test: install python3 and its `cryptography` package");
     assert!(
         out.status.success(),
         "decode.py failed (python3 needs the `cryptography` package: apt-get install python3-cryptography \
@@ -47,10 +45,7 @@ fn check(alg: KeyAlg, fields: &[(FieldId, FieldValue)]) {
         fields,
     };
     let minted = qmeta_cert::mint(&issuer, &leaf, &req).unwrap();
-    let pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        base64_lines(&minted.der)
-    );
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64_lines(&minted.der));
     let path = dir.path().join("lb.pem");
     std::fs::write(&path, pem).unwrap();
 
@@ -72,45 +67,23 @@ fn check(alg: KeyAlg, fields: &[(FieldId, FieldValue)]) {
 fn base64_lines(der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    b64.as_bytes()
-        .chunks(64)
-        .map(|l| std::str::from_utf8(l).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n")
+    b64.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap()).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
 fn python_decoder_agrees_with_the_sdk() {
     let fields = vec![
-        (
-            FieldId::SRC_IP,
-            FieldValue::Ip("198.51.100.23".parse().unwrap()),
-        ),
+        (FieldId::SRC_IP, FieldValue::Ip("198.51.100.23".parse().unwrap())),
         (FieldId::SRC_PORT, FieldValue::U16(54321)),
-        (
-            FieldId::DST_IP,
-            FieldValue::Ip("2001:db8::1".parse().unwrap()),
-        ),
-        (
-            FieldId::TIMESTAMP,
-            FieldValue::TimestampMs(1_750_000_000_456),
-        ),
+        (FieldId::DST_IP, FieldValue::Ip("2001:db8::1".parse().unwrap())),
+        (FieldId::TIMESTAMP, FieldValue::TimestampMs(1_750_000_000_456)),
         (FieldId::SNI, FieldValue::Text("shop.example".into())),
         (FieldId::TLS_VERSION, FieldValue::U16(0x0304)),
         (FieldId::GEO_ASN, FieldValue::U32(64496)),
-        (
-            FieldId::CLIENT_CERT_FINGERPRINT,
-            FieldValue::Bytes((0..32).collect()),
-        ),
-        (
-            FieldId::HTTP_USER_AGENT,
-            FieldValue::Text("curl/8 ünïcode".into()),
-        ),
+        (FieldId::CLIENT_CERT_FINGERPRINT, FieldValue::Bytes((0..32).collect())),
+        (FieldId::HTTP_USER_AGENT, FieldValue::Text("curl/8 ünïcode".into())),
         (FieldId::CONNECTION_ID, FieldValue::U64(1 << 40)),
-        (
-            FieldId::new(1000).unwrap(),
-            FieldValue::Text("tenant-7".into()),
-        ),
+        (FieldId::new(1000).unwrap(), FieldValue::Text("tenant-7".into())),
     ];
     check(KeyAlg::P256, &fields);
     check(KeyAlg::Ed25519, &fields[..2]);

@@ -125,12 +125,25 @@ pub async fn run(cli: Cli) -> i32 {
                 println!("{}: OK", a.config.display());
                 return 0;
             }
-            let lb = match qmeta_lb::Lb::start(cfg).await {
+            let lb = match qmeta_lb::Lb::start(cfg, Some(a.config.clone())).await {
                 Ok(lb) => lb,
                 Err(e) => return fatal(&e),
             };
             println!("qmeta lb: listening on {} (DMCP on {})", lb.addr(), lb.control_addr());
-            wait(shutdown_signal()).await;
+            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(h) => h,
+                Err(e) => return fatal(&e),
+            };
+            let mut stop = shutdown_signal();
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => match lb.reload().await {
+                        Ok(summary) => tracing::info!("SIGHUP: {summary}"),
+                        Err(errors) => tracing::error!("SIGHUP: reload refused, configuration unchanged: {errors}"),
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
             lb.shutdown().await;
             0
         }

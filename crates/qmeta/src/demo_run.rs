@@ -24,7 +24,7 @@ pub async fn run(l: &Layout) -> anyhow::Result<()> {
     }
 
     let lb_cfg = qmeta_lb::config::load(&l.file("lb.toml")).map_err(config_error("lb.toml"))?;
-    let lb = qmeta_lb::Lb::start(lb_cfg).await.context("starting the load balancer")?;
+    let lb = qmeta_lb::Lb::start(lb_cfg, Some(l.file("lb.toml"))).await.context("starting the load balancer")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();

@@ -143,14 +143,18 @@ fn forged_replayed_and_truncated_frames_change_nothing() {
     let mut agent = Agent::connect(&d);
     let v0 = agent.version();
 
-    // Bad tag.
-    let (mut bytes, key) = agent.frame(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
+    // Bad tag: answered, then the LB closes that connection (an honest agent
+    // never sends a frame the LB cannot authenticate).
+    let mut forger = Agent::connect(&d);
+    let (mut bytes, key) = forger.frame(&Command::Include { scope: Scope::Backend, field: FieldId::SNI });
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
-    match agent.send_raw(&bytes, &key) {
+    match forger.send_raw(&bytes, &key) {
         Reply::Error { reason, .. } => assert!(reason.to_lowercase().contains("tag"), "{reason}"),
         other => panic!("forged frame accepted: {other:?}"),
     }
+    let mut rest = Vec::new();
+    assert_eq!(forger.tcp.read_to_end(&mut rest).unwrap_or(0), 0, "connection closed after a forged frame");
     assert_eq!(agent.version(), v0, "a forged frame must not change the state");
 
     // Replay: the same valid frame twice.

@@ -6,8 +6,8 @@ use qmeta_fields::{FieldId, FieldKind, FieldValue};
 use std::ops::Range;
 
 pub const QKD_KEY: [u8; 32] = [
-    0x3c, 0x91, 0x0e, 0x57, 0xa2, 0x44, 0x6b, 0xd8, 0x10, 0x7f, 0xe3, 0x29, 0x5a, 0xc6, 0x81, 0x0b,
-    0x92, 0x33, 0xfe, 0x4d, 0x67, 0x18, 0xaa, 0x05, 0xbc, 0x71, 0x2e, 0x9f, 0xd0, 0x46, 0x13, 0xe8,
+    0x3c, 0x91, 0x0e, 0x57, 0xa2, 0x44, 0x6b, 0xd8, 0x10, 0x7f, 0xe3, 0x29, 0x5a, 0xc6, 0x81, 0x0b, 0x92, 0x33, 0xfe,
+    0x4d, 0x67, 0x18, 0xaa, 0x05, 0xbc, 0x71, 0x2e, 0x9f, 0xd0, 0x46, 0x13, 0xe8,
 ];
 pub const KEY_ID: uuid::Uuid = uuid::Uuid::from_u128(0x9f1c_2b7e_4d3a_4c5b_8e6f_7a8b_9c0d_1e2f);
 
@@ -25,10 +25,7 @@ pub fn setup(ca_alg: qmeta_pki::KeyAlg, leaf_alg: LeafAlg) -> Setup {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// A value of the right kind for `f`; `v6` picks IPv6 for IP fields.
@@ -55,16 +52,9 @@ pub fn sample_fields(n: usize, v6: bool) -> Vec<(FieldId, FieldValue)> {
         .collect()
 }
 
-pub fn request<'a>(
-    fields: &'a [(FieldId, FieldValue)],
-    key: &'a [u8],
-    now: u64,
-) -> MintRequest<'a> {
+pub fn request<'a>(fields: &'a [(FieldId, FieldValue)], key: &'a [u8], now: u64) -> MintRequest<'a> {
     MintRequest {
-        serial: [
-            0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
-            0xff, 0x01,
-        ],
+        serial: [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x01],
         now_unix: now,
         validity_secs: 300,
         subject_cn: "lb-node-1",
@@ -82,9 +72,7 @@ fn der_len(der: &[u8], i: usize) -> (usize, usize) {
         return (usize::from(first), 1);
     }
     let n = usize::from(first & 0x7f);
-    let len = der[i + 1..i + 1 + n]
-        .iter()
-        .fold(0usize, |a, b| (a << 8) | usize::from(*b));
+    let len = der[i + 1..i + 1 + n].iter().fold(0usize, |a, b| (a << 8) | usize::from(*b));
     (len, 1 + n)
 }
 
@@ -100,10 +88,7 @@ pub fn sealed_range(der: &[u8], f: FieldId) -> Range<usize> {
     }
     oid.push((id & 0x7f) as u8);
     oid[1] = (oid.len() - 2) as u8;
-    let at = der
-        .windows(oid.len())
-        .position(|w| w == oid.as_slice())
-        .expect("field OID present");
+    let at = der.windows(oid.len()).position(|w| w == oid.as_slice()).expect("field OID present");
     let mut i = at + oid.len();
     assert_eq!(der[i], 0x04, "extnValue OCTET STRING");
     let (_, used) = der_len(der, i + 1);

@@ -71,10 +71,7 @@ fn uint(type_num: u8, v: u128, out: &mut Vec<u8>) {
 /// # Panics
 /// If `size` exceeds [`MAX_SIZE`] (16 MiB): a test database never needs it.
 fn control(type_num: u8, size: usize, out: &mut Vec<u8>) {
-    assert!(
-        size <= MAX_SIZE,
-        "MaxMind DB value of {size} bytes is too large"
-    );
+    assert!(size <= MAX_SIZE, "MaxMind DB value of {size} bytes is too large");
     let (size_bits, extra): (u8, Vec<u8>) = if size < 29 {
         (size as u8, vec![])
     } else if size < 285 {
@@ -118,10 +115,7 @@ mod tests {
         assert_eq!(&enc(Value::String(s285))[..3], [0x5e, 0x00, 0x00]);
         let s65821 = "x".repeat(65_821);
         assert_eq!(&enc(Value::String(s65821))[..4], [0x5f, 0x00, 0x00, 0x00]);
-        assert_eq!(
-            enc(Value::Array(vec![Value::U16(1)])),
-            [0x01, 0x04, 0xa1, 0x01]
-        );
+        assert_eq!(enc(Value::Array(vec![Value::U16(1)])), [0x01, 0x04, 0xa1, 0x01]);
     }
 
     #[test]

@@ -141,11 +141,7 @@ impl From<serde_json::Value> for Value {
             J::String(s) => Value::String(s),
             J::Array(items) => Value::Array(items.into_iter().map(Value::from).collect()),
             J::Object(members) => Value::Map(
-                members
-                    .into_iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k, Value::from(v)))
-                    .collect(),
+                members.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, Value::from(v))).collect(),
             ),
             J::Number(n) => {
                 if let Some(u) = n.as_u64() {
@@ -217,10 +213,7 @@ pub fn write_db(records: &[(Prefix, Value)], options: &DbOptions) -> Vec<u8> {
         6 => 128,
         v => panic!("ip_version must be 4 or 6, not {v}"),
     };
-    assert_ne!(
-        options.build_epoch, 0,
-        "libmaxminddb reads build_epoch 0 as missing"
-    );
+    assert_ne!(options.build_epoch, 0, "libmaxminddb reads build_epoch 0 as missing");
     let mut tree = tree::Tree::new(width);
     let mut data = Vec::new();
     let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -251,21 +244,9 @@ pub fn write_db(records: &[(Prefix, Value)], options: &DbOptions) -> Vec<u8> {
         ("binary_format_minor_version".into(), Value::U16(0)),
         ("build_epoch".into(), Value::U64(options.build_epoch)),
         ("database_type".into(), s(&options.database_type)),
-        (
-            "description".into(),
-            Value::Map(
-                options
-                    .description
-                    .iter()
-                    .map(|(k, v)| (k.clone(), s(v)))
-                    .collect(),
-            ),
-        ),
+        ("description".into(), Value::Map(options.description.iter().map(|(k, v)| (k.clone(), s(v))).collect())),
         ("ip_version".into(), Value::U16(options.ip_version)),
-        (
-            "languages".into(),
-            Value::Array(options.languages.iter().map(|l| s(l)).collect()),
-        ),
+        ("languages".into(), Value::Array(options.languages.iter().map(|l| s(l)).collect())),
         ("node_count".into(), Value::U32(node_count)),
         ("record_size".into(), Value::U16(record_size)),
     ]);

@@ -62,10 +62,7 @@ pub fn sample_city_records() -> Vec<(Prefix, Value)> {
                 "city": {"names": {"en": "Munich", "de": "München"}}
             }),
         ),
-        rec(
-            "2001:218::/32",
-            json!({"registered_country": {"iso_code": "JP"}, "traits": {"is_anycast": true}}),
-        ),
+        rec("2001:218::/32", json!({"registered_country": {"iso_code": "JP"}, "traits": {"is_anycast": true}})),
     ]
 }
 

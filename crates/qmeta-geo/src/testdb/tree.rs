@@ -25,10 +25,7 @@ pub(crate) struct Tree {
 
 impl Tree {
     pub(crate) fn new(width: u32) -> Tree {
-        Tree {
-            root: Node::Empty,
-            width,
-        }
+        Tree { root: Node::Empty, width }
     }
 
     /// Maps the `len`-bit prefix of `key` (a `width`-bit number) to `data`.
@@ -77,9 +74,7 @@ impl Tree {
         let mut recs: Vec<[Rec; 2]> = Vec::new();
         let mut i = 0;
         while i < order.len() {
-            let Node::Split(l, r) = order[i] else {
-                unreachable!("only splits are queued")
-            };
+            let Node::Split(l, r) = order[i] else { unreachable!("only splits are queued") };
             let mut pair = [Rec::Empty; 2];
             for (slot, child) in pair.iter_mut().zip([l, r]) {
                 *slot = match child.as_ref() {
@@ -100,17 +95,11 @@ impl Tree {
         let max_value = (node_count + 16 + data_len) as u64;
         let record_size = match forced {
             Some(size) => {
-                assert!(
-                    matches!(size, 24 | 28 | 32),
-                    "record size must be 24, 28 or 32"
-                );
+                assert!(matches!(size, 24 | 28 | 32), "record size must be 24, 28 or 32");
                 assert!(max_value < 1 << size, "record size {size} too small");
                 size
             }
-            None => [24, 28, 32]
-                .into_iter()
-                .find(|&s| max_value < 1u64 << s)
-                .expect("test database larger than 4 GiB"),
+            None => [24, 28, 32].into_iter().find(|&s| max_value < 1u64 << s).expect("test database larger than 4 GiB"),
         };
         let value = |r: Rec| -> u32 {
             let v = match r {

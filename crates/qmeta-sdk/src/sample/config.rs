@@ -53,15 +53,7 @@ pub fn load_config(path: &Path) -> Result<SampleBackendConfig, ConfigErrors> {
             message: "incomplete configuration".into(),
         }]));
     };
-    Ok(SampleBackendConfig {
-        name,
-        listen,
-        cert,
-        key,
-        lb_ca,
-        kme,
-        lb_sae_id,
-    })
+    Ok(SampleBackendConfig { name, listen, cert, key, lb_ca, kme, lb_sae_id })
 }
 
 fn kme_section(t: &Section) -> Option<KmeClientConfig> {
@@ -79,14 +71,7 @@ fn kme_section(t: &Section) -> Option<KmeClientConfig> {
     if timeout.is_zero() {
         t.error("timeout", "must be greater than zero");
     }
-    Some(KmeClientConfig {
-        url: url?,
-        kme_id: kme_id?,
-        ca: ca?,
-        cert: cert?,
-        key: key?,
-        timeout,
-    })
+    Some(KmeClientConfig { url: url?, kme_id: kme_id?, ca: ca?, cert: cert?, key: key?, timeout })
 }
 
 fn non_empty(s: &Section, key: &str) -> Option<String> {
@@ -103,14 +88,7 @@ mod tests {
     use super::*;
 
     fn write_files(dir: &Path) {
-        for f in [
-            "b.crt",
-            "b.key",
-            "lb-ca.crt",
-            "kme-ca.crt",
-            "sae.crt",
-            "sae.key",
-        ] {
+        for f in ["b.crt", "b.key", "lb-ca.crt", "kme-ca.crt", "sae.crt", "sae.key"] {
             std::fs::write(dir.join(f), "x").unwrap();
         }
     }

@@ -94,17 +94,10 @@ pub async fn start(cfg: SampleBackendConfig) -> Result<SampleBackend, SdkError> 
     let tls = server_config(&cfg.cert, &cfg.key, &cfg.lb_ca, &[b"http/1.1"])?;
     let client = KmeClient::new(cfg.kme).map_err(SdkError::KmeClient)?;
     let reader = MetadataReader::new(DecKeyCache::new(client, cfg.lb_sae_id, KEY_CACHE_CAPACITY));
-    let bind_err = |source| SdkError::Bind {
-        addr: cfg.listen,
-        source,
-    };
+    let bind_err = |source| SdkError::Bind { addr: cfg.listen, source };
     let listener = TcpListener::bind(cfg.listen).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let shared = Arc::new(Shared {
-        name: cfg.name,
-        reader,
-        acceptor: TlsAcceptor::from(Arc::new(tls)),
-    });
+    let shared = Arc::new(Shared { name: cfg.name, reader, acceptor: TlsAcceptor::from(Arc::new(tls)) });
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve(listener, shared, stopped));
     tracing::info!(%addr, "sample backend listening");
@@ -166,10 +159,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             // SdkError messages carry no values or key bytes, so they can be logged and sent.
             tracing::warn!(backend = %shared.name, %peer, error = %e, retryable = e.is_retryable(),
                 "cannot read LB metadata; answering 502");
-            Answer::Error {
-                reason: e.to_string(),
-                retryable: e.is_retryable(),
-            }
+            // The client of the LB sees this answer: a short category only;
+            // the details (KME address, key id) stay in the backend's log.
+            Answer::Error { reason: public_reason(&e).to_string(), retryable: e.is_retryable() }
         }
     });
     let name = shared.name.clone();
@@ -189,20 +181,14 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
 
 fn respond(name: &str, path: &str, answer: &Answer) -> Response<Full<Bytes>> {
     let (status, body) = match answer {
-        Answer::Metadata(m) => (
-            StatusCode::OK,
-            json!({"backend": name, "path": path, "metadata": m}),
-        ),
-        Answer::Error { reason, retryable } => (
-            StatusCode::BAD_GATEWAY,
-            json!({"backend": name, "path": path, "error": reason, "retryable": retryable}),
-        ),
+        Answer::Metadata(m) => (StatusCode::OK, json!({"backend": name, "path": path, "metadata": m})),
+        Answer::Error { reason, retryable } => {
+            (StatusCode::BAD_GATEWAY, json!({"backend": name, "path": path, "error": reason, "retryable": retryable}))
+        }
     };
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -221,18 +207,12 @@ mod tests {
         let r = respond("b1", "/x", &Answer::Metadata(json!({"serial": "ab"})));
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
-        assert_eq!(
-            body_json(r).await,
-            json!({"backend": "b1", "path": "/x", "metadata": {"serial": "ab"}})
-        );
+        assert_eq!(body_json(r).await, json!({"backend": "b1", "path": "/x", "metadata": {"serial": "ab"}}));
     }
 
     #[tokio::test]
     async fn error_answer_shape() {
-        let a = Answer::Error {
-            reason: "not a qmeta LB certificate".into(),
-            retryable: false,
-        };
+        let a = Answer::Error { reason: "not a qmeta LB certificate".into(), retryable: false };
         let r = respond("b1", "/", &a);
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
@@ -240,5 +220,16 @@ mod tests {
             body_json(r).await,
             json!({"backend": "b1", "path": "/", "error": "not a qmeta LB certificate", "retryable": false})
         );
+    }
+}
+
+/// What the sample backend tells the (untrusted) client about a failure.
+fn public_reason(e: &SdkError) -> &'static str {
+    match e {
+        SdkError::NotQmeta(_) => "not a qmeta LB certificate",
+        SdkError::Key { .. } => "the metadata key could not be fetched from the KME",
+        SdkError::Open(_) => "metadata fields failed to authenticate",
+        SdkError::NoClientCertificate => "no client certificate",
+        _ => "cannot read LB metadata",
     }
 }
