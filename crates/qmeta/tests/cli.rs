@@ -21,7 +21,10 @@ fn mint_for_app_a(d: &Deployment) -> std::path::PathBuf {
         timeout: Duration::from_secs(5),
     })
     .unwrap();
-    let key = rt.block_on(kme.enc_keys("sae-app-a", 1, 256)).unwrap().remove(0);
+    // A freshly started KME may not have distilled key yet (503): retry.
+    let key = eventually("a key from KME A", Duration::from_secs(30), || {
+        rt.block_on(kme.enc_keys("sae-app-a", 1, 256)).ok().map(|mut k| k.remove(0))
+    });
     let issuer = qmeta_cert::Issuer::from_pem(
         &std::fs::read_to_string(d.pki("lb-ca.crt")).unwrap(),
         &std::fs::read_to_string(d.pki("lb-ca.key")).unwrap(),

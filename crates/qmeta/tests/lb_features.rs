@@ -97,3 +97,52 @@ fn consistent_hash_keeps_a_client_on_one_backend() {
         assert_eq!(try_https_get(&d, "/").unwrap()["backend"], first);
     }
 }
+
+fn admin_post(d: &Deployment, path: &str) -> (u16, serde_json::Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-X", "POST", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{}{path}", d.port + 3))
+        .output()
+        .expect("curl must be installed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
+#[test]
+fn reload_applies_good_config_refuses_bad_and_keeps_dmcp_state() {
+    let d = Deployment::init();
+    let (_kme, _a, _b, lb) = d.start_core();
+    let _agent = d.agent('a');
+    // policy-a asks for sni: wait until app-a's certificates carry it.
+    eventually("policy in force", Duration::from_secs(30), || {
+        let (json, _) = https_get(&d, "localhost", "/");
+        (json["backend"] == "app-a" && fields(&json).contains_key("sni")).then_some(())
+    });
+
+    // A bad file changes nothing.
+    let good = std::fs::read_to_string(d.path("lb.toml")).unwrap();
+    d.write("lb.toml", &format!("{good}\nbogus_key = 1\n"));
+    let (code, body) = admin_post(&d, "/api/v1/reload");
+    assert_eq!(code, 409, "{body}");
+    assert!(body["errors"].as_str().unwrap().contains("bogus_key`: unknown key"), "{body}");
+    let (json, _) = https_get(&d, "localhost", "/");
+    assert!(json["backend"] == "app-a" || json["backend"] == "app-b");
+
+    // Removing app-b by SIGHUP: everything goes to app-a, whose DMCP state survived.
+    let without_b = good.split("\n[[backend]]\nname = \"app-b\"").next().unwrap().to_string();
+    assert!(!without_b.contains("app-b"), "{without_b}");
+    d.write("lb.toml", &without_b);
+    lb.signal("HUP");
+    lb.wait_log("reloaded", Duration::from_secs(10));
+    for _ in 0..4 {
+        let (json, _) = https_get(&d, "localhost", "/");
+        assert_eq!(json["backend"], "app-a", "{json}");
+        assert!(fields(&json).contains_key("sni"), "DMCP state lost across reload: {json}");
+    }
+    // Settings that need a restart are refused, with the reason.
+    d.write("lb.toml", &without_b.replace("node_id = \"lb-1\"", "node_id = \"lb-2\""));
+    let (code, body) = admin_post(&d, "/api/v1/reload");
+    assert_eq!(code, 409);
+    assert!(body["errors"].as_str().unwrap().contains("node_id cannot change on reload"), "{body}");
+}
