@@ -79,7 +79,7 @@ async fn backends(State(s): State<Arc<Shared>>) -> Json<Value> {
                 "name": b.cfg.name,
                 "address": b.cfg.address.to_string(),
                 "sae_id": b.cfg.sae_id,
-                "healthy": b.metrics.healthy.load(Relaxed) == 1,
+                "healthy": crate::health::is_up(b),
                 "active_connections": b.metrics.active.load(Relaxed),
                 "certificates_minted": b.metrics.certificates.load(Relaxed),
                 "key_id": key,

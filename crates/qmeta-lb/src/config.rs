@@ -28,7 +28,81 @@ pub struct LbConfig {
     pub balance: crate::balance::Algorithm,
     /// MaxMind-format databases for the geo fields; none when absent.
     pub geo: Option<qmeta_geo::GeoConfig>,
+    pub health: HealthConfig,
     pub backends: Vec<BackendConfig>,
+}
+
+/// What an active health check does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// No active checks: only passive ejection after failed connections.
+    None,
+    /// TCP connect.
+    Tcp,
+    /// mTLS handshake presenting a minted certificate (no fields).
+    Tls,
+    /// `GET http_path` over that connection; 2xx or 3xx is healthy.
+    Http,
+}
+
+#[derive(Clone, Debug)]
+pub struct HealthConfig {
+    pub check: HealthCheck,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes to bring a down backend up.
+    pub rise: u32,
+    /// Consecutive failures to take an up backend down.
+    pub fall: u32,
+    pub http_path: String,
+    /// How long a failed client connection ejects a backend.
+    pub eject_for: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            check: HealthCheck::None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+            http_path: "/".into(),
+            eject_for: Duration::from_secs(10),
+        }
+    }
+}
+
+fn health(s: Option<Section>) -> HealthConfig {
+    let d = HealthConfig::default();
+    let Some(s) = s else { return d };
+    let check = match s.opt_str("check").as_deref() {
+        None | Some("none") => HealthCheck::None,
+        Some("tcp") => HealthCheck::Tcp,
+        Some("tls") => HealthCheck::Tls,
+        Some("http") => HealthCheck::Http,
+        Some(other) => {
+            s.error("check", format!("{other:?} is not one of \"none\", \"tcp\", \"tls\", \"http\""));
+            HealthCheck::None
+        }
+    };
+    let interval = s.opt_duration("interval").unwrap_or(d.interval);
+    let timeout = s.opt_duration("timeout").unwrap_or(d.timeout);
+    if interval < Duration::from_millis(100) {
+        s.error("interval", "must be at least 100ms");
+    }
+    if timeout.is_zero() || timeout > interval {
+        s.error("timeout", "must be greater than zero and at most `interval`");
+    }
+    let rise = s.opt_int("rise", 1..=100).unwrap_or(2) as u32;
+    let fall = s.opt_int("fall", 1..=100).unwrap_or(3) as u32;
+    let http_path = s.opt_str("http_path").unwrap_or_else(|| "/".into());
+    if !http_path.starts_with('/') || http_path.bytes().any(|c| c <= b' ' || c == 0x7f) {
+        s.error("http_path", "must start with / and contain no spaces or control characters");
+    }
+    let eject_for = s.opt_duration("eject_for").unwrap_or(d.eject_for);
+    s.deny_unknown();
+    HealthConfig { check, interval, timeout, rise, fall, http_path, eject_for }
 }
 
 #[derive(Clone, Debug)]
@@ -161,6 +235,7 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
         s.deny_unknown();
         cfg
     });
+    let health = health(root.opt_table("health"));
     let admin = root.opt_table("admin").map(|s| {
         let address = s.socket_addr("address");
         s.deny_unknown();
@@ -182,6 +257,16 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
             backends.push(cfg);
         }
     }
+    if let (Some(l), Some(c)) = (&listen, &control) {
+        if l.address == c.address {
+            root.error("control.address", format!("{} is also listen.address", c.address));
+        }
+        if let Some(Some(a)) = &admin {
+            if a.address == l.address || a.address == c.address {
+                root.error("admin.address", format!("{} is already used by listen or control", a.address));
+            }
+        }
+    }
     root.finish()?;
     // Every getter above recorded its error; with none recorded all are Some.
     match (listen, control, kme, certificates, keys, upstream, audit) {
@@ -198,6 +283,7 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
                 admin: admin.flatten(),
                 balance,
                 geo,
+                health,
                 backends,
             })
         }

@@ -21,6 +21,7 @@ mod balance;
 pub mod config;
 mod control;
 mod facts;
+mod health;
 mod metrics;
 mod mint;
 mod preamble;

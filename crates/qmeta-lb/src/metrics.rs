@@ -37,7 +37,14 @@ pub(crate) struct BackendMetrics {
     pub certificates: AtomicU64,
     pub connect_errors: AtomicU64,
     pub kme_errors: AtomicU64,
+    /// 1 when active health checks pass (always 1 without active checks).
     pub healthy: AtomicU64,
+    /// Passive ejection: not chosen first until this time (unix ms).
+    pub ejected_until_ms: AtomicU64,
+    pub check_successes: AtomicU64,
+    pub check_failures: AtomicU64,
+    /// Set when the backend went down: fetch it a fresh key before use.
+    pub stale_key: AtomicU64,
 }
 
 #[derive(Default)]

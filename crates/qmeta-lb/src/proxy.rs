@@ -141,7 +141,7 @@ async fn handle_in(shared: &Shared, gen: &Generation, mut tcp: TcpStream, peer: 
         .map(|b| Candidate {
             weight: b.cfg.weight,
             active: b.metrics.active.load(Ordering::Relaxed),
-            healthy: b.metrics.healthy.load(Ordering::Relaxed) == 1,
+            healthy: crate::health::is_up(b),
         })
         .collect();
     let mut reasons = Vec::new();
@@ -199,8 +199,8 @@ async fn connect(
     let addr = backend.cfg.address;
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(t)) => t,
-        Ok(Err(e)) => return Err(backend_failed(backend, format!("connect {addr}: {e}"))),
-        Err(_) => return Err(backend_failed(backend, format!("connect {addr}: timed out"))),
+        Ok(Err(e)) => return Err(backend_failed(gen, backend, format!("connect {addr}: {e}"))),
+        Err(_) => return Err(backend_failed(gen, backend, format!("connect {addr}: timed out"))),
     };
     let _ = tcp.set_nodelay(true);
     let (fields, version) = {
@@ -247,19 +247,19 @@ async fn connect(
     let tls = TlsConnector::from(tls_cfg).connect(server_name, tcp);
     match tokio::time::timeout(timeout, tls).await {
         Ok(Ok(s)) => {
-            backend.metrics.healthy.store(1, Ordering::Relaxed);
+            crate::health::succeeded(backend);
             Ok(s)
         }
-        Ok(Err(e)) => Err(backend_failed(backend, format!("TLS to {addr}: {e}"))),
-        Err(_) => Err(backend_failed(backend, format!("TLS to {addr}: timed out"))),
+        Ok(Err(e)) => Err(backend_failed(gen, backend, format!("TLS to {addr}: {e}"))),
+        Err(_) => Err(backend_failed(gen, backend, format!("TLS to {addr}: timed out"))),
     }
 }
 
-/// Passive health: a failed connect marks the backend down until a
-/// connection to it succeeds again.
-fn backend_failed(backend: &Backend, reason: String) -> Refused {
+/// Passive health: a failed connect ejects the backend for `eject_for`
+/// (it is then tried last) or until a connection to it succeeds.
+fn backend_failed(gen: &Generation, backend: &Backend, reason: String) -> Refused {
     backend.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
-    backend.metrics.healthy.store(0, Ordering::Relaxed);
+    crate::health::eject(backend, gen.cfg.health.eject_for);
     Refused::Retry(reason)
 }
 

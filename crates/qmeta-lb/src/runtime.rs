@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     /// Where `reload` reads the configuration from.
     pub config_path: Option<std::path::PathBuf>,
     reloading: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The active health checks of the current generation.
+    health_task: Mutex<Option<JoinHandle<()>>>,
     /// Client connections in progress (for draining on shutdown).
     pub in_flight: AtomicU64,
     pub conn_ids: AtomicU64,
@@ -114,6 +116,7 @@ impl Lb {
             gen: std::sync::RwLock::new(Arc::new(generation)),
             config_path,
             reloading: tokio::sync::Mutex::new(None),
+            health_task: Mutex::new(None),
             in_flight: AtomicU64::new(0),
             conn_ids: AtomicU64::new(rand::random::<u32>() as u64),
             ring,
@@ -126,6 +129,8 @@ impl Lb {
         let _ = audit.record(Record::Lifecycle { component: "lb".into(), what: format!("started on {addr}") });
         let (shutdown, rx) = watch::channel(false);
         *shared.reloading.lock().await = Some(shared.spawn_rotation());
+        *shared.health_task.lock().unwrap_or_else(|e| e.into_inner()) =
+            crate::health::spawn(shared.clone(), shared.gen());
         wait_for_first_keys(&shared, Duration::from_secs(5)).await;
         let mut tasks = vec![
             tokio::spawn(crate::proxy::serve(shared.clone(), listener, rx.clone())),
@@ -174,6 +179,9 @@ impl Lb {
         }
         if let Some(r) = self.shared.reloading.lock().await.take() {
             r.abort();
+        }
+        if let Some(h) = self.shared.health_task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            h.abort();
         }
         for t in &self.tasks {
             t.abort();
@@ -314,7 +322,7 @@ impl Shared {
     /// swaps it in. A bad file changes nothing. DMCP state, keys and open
     /// connections survive; settings that need new sockets or a new CA are
     /// refused with a message saying to restart.
-    pub async fn reload(&self) -> Result<String, String> {
+    pub async fn reload(self: &Arc<Self>) -> Result<String, String> {
         let Some(path) = &self.config_path else {
             return Err("no configuration file to reload from".into());
         };
@@ -357,7 +365,14 @@ impl Shared {
             new.backends.len(),
             new.backends.iter().map(|b| b.cfg.name.as_str()).collect::<Vec<_>>().join(", ")
         );
-        *self.gen.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        let new = Arc::new(new);
+        *self.gen.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        let health = crate::health::spawn(self.clone(), new);
+        if let Some(old_checks) =
+            std::mem::replace(&mut *self.health_task.lock().unwrap_or_else(|e| e.into_inner()), health)
+        {
+            old_checks.abort();
+        }
         if targets_changed {
             if let Some(old_task) = rotation.take() {
                 old_task.abort();

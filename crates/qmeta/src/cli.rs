@@ -66,14 +66,19 @@ pub enum CertCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Check the hash chain; names the first bad line.
+    /// Check the hash chain; names the first bad line. Exit 0: intact;
+    /// 1: broken; 66: the file cannot be read.
     Verify { file: PathBuf },
 }
 
 pub fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("QMETA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if cli.log_json {
         builder.json().init();
     } else {
@@ -104,10 +109,17 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
+/// Waits for SIGINT/SIGTERM. SIGHUP — "reload" to an operator — is logged
+/// and ignored by the parts that have nothing to reload, instead of killing
+/// them.
 async fn wait(mut rx: watch::Receiver<bool>) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => {
+                tracing::info!("SIGHUP: nothing to reload here (restart to apply a new configuration)");
+            }
         }
     }
 }
@@ -204,6 +216,10 @@ pub async fn run(cli: Cli) -> i32 {
             Ok(s) => {
                 println!("{}: OK, {} records, head {} (seq {})", file.display(), s.records, s.head.hash, s.head.seq);
                 0
+            }
+            Err(e) if e.line == 0 => {
+                eprintln!("{}: {}", file.display(), e.reason);
+                66
             }
             Err(e) => {
                 eprintln!("{}: chain broken at {e}", file.display());

@@ -47,7 +47,12 @@ pub async fn run(file: &Path, backend_config: Option<&Path>) -> i32 {
     let keys = match client.dec_keys(&cfg.lb_sae_id, &[env.key_id]).await {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("qmeta: fetching key {} (a KME delivers each key once; a backend that already saw this certificate has consumed it): {e}", env.key_id);
+            eprintln!(
+                "qmeta: fetching key {}: {e}\n  (the key can be fetched only by the backend the certificate was minted for — check that \
+                 --backend-config is that backend's — and only once: a backend that already received this \
+                 certificate has consumed it)",
+                env.key_id
+            );
             return 1;
         }
     };

@@ -146,3 +146,34 @@ fn reload_applies_good_config_refuses_bad_and_keeps_dmcp_state() {
     assert_eq!(code, 409);
     assert!(body["errors"].as_str().unwrap().contains("node_id cannot change on reload"), "{body}");
 }
+
+#[test]
+fn active_health_checks_mark_a_dead_backend_down_and_back_up() {
+    let d = Deployment::init();
+    d.edit("lb.toml", "check = \"tls\"\ninterval = \"5s\"", "check = \"http\"\ninterval = \"300ms\"");
+    d.edit("lb.toml", "timeout = \"2s\"\neject_for", "timeout = \"250ms\"\nrise = 1\nfall = 1\neject_for");
+    let (_kme, a, _b, _lb) = d.start_core();
+    let up = |d: &Deployment| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{}/metrics", d.port + 3))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    eventually("app-a up", Duration::from_secs(10), || {
+        up(&d).contains("qmeta_backend_up{backend=\"app-a\"} 1").then_some(())
+    });
+    a.stop();
+    eventually("app-a down", Duration::from_secs(10), || {
+        up(&d).contains("qmeta_backend_up{backend=\"app-a\"} 0").then_some(())
+    });
+    // Traffic goes to app-b without even trying app-a first.
+    for _ in 0..4 {
+        assert_eq!(try_https_get(&d, "/").unwrap()["backend"], "app-b");
+    }
+    let _a = d.backend('a');
+    eventually("app-a up again", Duration::from_secs(10), || {
+        up(&d).contains("qmeta_backend_up{backend=\"app-a\"} 1").then_some(())
+    });
+}

@@ -192,6 +192,17 @@ fn respond(name: &str, path: &str, answer: &Answer) -> Response<Full<Bytes>> {
     response
 }
 
+/// What the sample backend tells the (untrusted) client about a failure.
+fn public_reason(e: &SdkError) -> &'static str {
+    match e {
+        SdkError::NotQmeta(_) => "not a qmeta LB certificate",
+        SdkError::Key { .. } => "the metadata key could not be fetched from the KME",
+        SdkError::Open(_) => "metadata fields failed to authenticate",
+        SdkError::NoClientCertificate => "no client certificate",
+        _ => "cannot read LB metadata",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,16 +231,5 @@ mod tests {
             body_json(r).await,
             json!({"backend": "b1", "path": "/", "error": "not a qmeta LB certificate", "retryable": false})
         );
-    }
-}
-
-/// What the sample backend tells the (untrusted) client about a failure.
-fn public_reason(e: &SdkError) -> &'static str {
-    match e {
-        SdkError::NotQmeta(_) => "not a qmeta LB certificate",
-        SdkError::Key { .. } => "the metadata key could not be fetched from the KME",
-        SdkError::Open(_) => "metadata fields failed to authenticate",
-        SdkError::NoClientCertificate => "no client certificate",
-        _ => "cannot read LB metadata",
     }
 }
