@@ -64,11 +64,7 @@ pub struct KeyRequest {
     /// Bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u32>,
-    #[serde(
-        rename = "additional_slave_SAE_IDs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "additional_slave_SAE_IDs", default, skip_serializing_if = "Option::is_none")]
     pub additional_slave_sae_ids: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_mandatory: Option<Vec<Value>>,
@@ -114,11 +110,7 @@ pub struct KeyEntry {
     /// rather than failing the whole JSON parse.
     #[serde(rename = "key_ID")]
     pub key_id: String,
-    #[serde(
-        rename = "key_ID_extension",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "key_ID_extension", default, skip_serializing_if = "Option::is_none")]
     pub key_id_extension: Option<Value>,
     pub key: KeyText,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,11 +149,7 @@ impl KeyContainer {
 pub struct KeyIdEntry {
     #[serde(rename = "key_ID")]
     pub key_id: String,
-    #[serde(
-        rename = "key_ID_extension",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "key_ID_extension", default, skip_serializing_if = "Option::is_none")]
     pub key_id_extension: Option<Value>,
 }
 
@@ -170,24 +158,14 @@ pub struct KeyIdEntry {
 pub struct KeyIds {
     #[serde(rename = "key_IDs")]
     pub key_ids: Vec<KeyIdEntry>,
-    #[serde(
-        rename = "key_IDs_extension",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "key_IDs_extension", default, skip_serializing_if = "Option::is_none")]
     pub key_ids_extension: Option<Value>,
 }
 
 impl KeyIds {
     pub fn from_ids(ids: &[Uuid]) -> KeyIds {
         KeyIds {
-            key_ids: ids
-                .iter()
-                .map(|id| KeyIdEntry {
-                    key_id: id.to_string(),
-                    key_id_extension: None,
-                })
-                .collect(),
+            key_ids: ids.iter().map(|id| KeyIdEntry { key_id: id.to_string(), key_id_extension: None }).collect(),
             key_ids_extension: None,
         }
     }
@@ -203,10 +181,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(message: impl Into<String>) -> ErrorBody {
-        ErrorBody {
-            message: message.into(),
-            details: None,
-        }
+        ErrorBody { message: message.into(), details: None }
     }
 
     /// The message of an error body, tolerating KMEs that send
@@ -230,11 +205,7 @@ pub enum ValidationError {
     #[error("expected {expected} keys, got {got}")]
     WrongCount { expected: usize, got: usize },
     #[error("key {index}: expected {expected} bytes, got {got}")]
-    WrongSize {
-        index: usize,
-        expected: usize,
-        got: usize,
-    },
+    WrongSize { index: usize, expected: usize, got: usize },
     #[error("key {index}: empty or larger than {MAX_KEY_BITS} bits")]
     BadLength { index: usize },
     #[error("key {index}: key is not valid base64")]
@@ -249,26 +220,15 @@ pub enum ValidationError {
 
 /// Checks an `enc_keys` answer: exactly `number` keys, each exactly
 /// `size_bits / 8` bytes, with valid, distinct UUIDs.
-pub fn keys_from_enc(
-    container: KeyContainer,
-    number: u32,
-    size_bits: u32,
-) -> Result<Vec<Key>, ValidationError> {
+pub fn keys_from_enc(container: KeyContainer, number: u32, size_bits: u32) -> Result<Vec<Key>, ValidationError> {
     if container.keys.len() != number as usize {
-        return Err(ValidationError::WrongCount {
-            expected: number as usize,
-            got: container.keys.len(),
-        });
+        return Err(ValidationError::WrongCount { expected: number as usize, got: container.keys.len() });
     }
     let want = (size_bits / 8) as usize;
     let keys = decode_all(&container)?;
     for (index, k) in keys.iter().enumerate() {
         if k.bytes.len() != want {
-            return Err(ValidationError::WrongSize {
-                index,
-                expected: want,
-                got: k.bytes.len(),
-            });
+            return Err(ValidationError::WrongSize { index, expected: want, got: k.bytes.len() });
         }
     }
     Ok(keys)
@@ -278,10 +238,7 @@ pub fn keys_from_enc(
 /// once; returns the keys in the order of `ids`.
 pub fn keys_from_dec(container: KeyContainer, ids: &[Uuid]) -> Result<Vec<Key>, ValidationError> {
     if container.keys.len() != ids.len() {
-        return Err(ValidationError::WrongCount {
-            expected: ids.len(),
-            got: container.keys.len(),
-        });
+        return Err(ValidationError::WrongCount { expected: ids.len(), got: container.keys.len() });
     }
     let mut keys = decode_all(&container)?;
     for (index, k) in keys.iter().enumerate() {
@@ -324,19 +281,11 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, bytes: &[u8]) -> KeyEntry {
-        KeyEntry {
-            key_id: id.into(),
-            key_id_extension: None,
-            key: KeyText::encode(bytes),
-            key_extension: None,
-        }
+        KeyEntry { key_id: id.into(), key_id_extension: None, key: KeyText::encode(bytes), key_extension: None }
     }
 
     fn container(entries: Vec<KeyEntry>) -> KeyContainer {
-        KeyContainer {
-            keys: entries,
-            key_container_extension: None,
-        }
+        KeyContainer { keys: entries, key_container_extension: None }
     }
 
     const ID1: &str = "bc490419-7d60-487f-adc1-4ddcc177c139";
@@ -363,41 +312,19 @@ mod tests {
         // Bits/bytes confusion: 8× too long.
         assert_eq!(
             keys_from_enc(container(vec![entry(ID1, &[0; 256])]), 1, 256).unwrap_err(),
-            ValidationError::WrongSize {
-                index: 0,
-                expected: 32,
-                got: 256
-            }
+            ValidationError::WrongSize { index: 0, expected: 32, got: 256 }
         );
-        assert_eq!(
-            keys_from_enc(c.clone(), 2, 256).unwrap_err(),
-            ValidationError::WrongCount {
-                expected: 2,
-                got: 1
-            }
-        );
+        assert_eq!(keys_from_enc(c.clone(), 2, 256).unwrap_err(), ValidationError::WrongCount { expected: 2, got: 1 });
         let dup = container(vec![entry(ID1, &[0; 32]), entry(ID1, &[1; 32])]);
-        assert!(matches!(
-            keys_from_enc(dup, 2, 256),
-            Err(ValidationError::DuplicateKeyId { index: 1, .. })
-        ));
+        assert!(matches!(keys_from_enc(dup, 2, 256), Err(ValidationError::DuplicateKeyId { index: 1, .. })));
         let bad = container(vec![entry("not-a-uuid", &[0; 32])]);
-        assert_eq!(
-            keys_from_enc(bad, 1, 256).unwrap_err(),
-            ValidationError::BadKeyId { index: 0 }
-        );
+        assert_eq!(keys_from_enc(bad, 1, 256).unwrap_err(), ValidationError::BadKeyId { index: 0 });
         let mut b64 = container(vec![entry(ID1, &[0; 32])]);
         b64.keys[0].key = KeyText(Zeroizing::new("!!!!".into()));
-        assert_eq!(
-            keys_from_enc(b64, 1, 256).unwrap_err(),
-            ValidationError::BadBase64 { index: 0 }
-        );
+        assert_eq!(keys_from_enc(b64, 1, 256).unwrap_err(), ValidationError::BadBase64 { index: 0 });
         let mut empty = container(vec![entry(ID1, &[0; 32])]);
         empty.keys[0].key = KeyText(Zeroizing::new(String::new()));
-        assert_eq!(
-            keys_from_enc(empty, 1, 256).unwrap_err(),
-            ValidationError::BadLength { index: 0 }
-        );
+        assert_eq!(keys_from_enc(empty, 1, 256).unwrap_err(), ValidationError::BadLength { index: 0 });
     }
 
     #[test]
@@ -409,17 +336,8 @@ mod tests {
         assert_eq!((keys[0].id, keys[0].bytes[0]), (id1, 1));
         assert_eq!((keys[1].id, keys[1].bytes[0]), (id2, 2));
         let other = Uuid::from_u128(7);
-        assert!(matches!(
-            keys_from_dec(c.clone(), &[id1, other]),
-            Err(ValidationError::UnexpectedKeyId { .. })
-        ));
-        assert_eq!(
-            keys_from_dec(c, &[id1]).unwrap_err(),
-            ValidationError::WrongCount {
-                expected: 1,
-                got: 2
-            }
-        );
+        assert!(matches!(keys_from_dec(c.clone(), &[id1, other]), Err(ValidationError::UnexpectedKeyId { .. })));
+        assert_eq!(keys_from_dec(c, &[id1]).unwrap_err(), ValidationError::WrongCount { expected: 1, got: 2 });
     }
 
     #[test]
@@ -448,23 +366,11 @@ mod tests {
             status_extension: None,
         };
         let v: Value = serde_json::to_value(&s).unwrap();
-        for k in [
-            "source_KME_ID",
-            "target_KME_ID",
-            "master_SAE_ID",
-            "slave_SAE_ID",
-            "max_SAE_ID_count",
-        ] {
+        for k in ["source_KME_ID", "target_KME_ID", "master_SAE_ID", "slave_SAE_ID", "max_SAE_ID_count"] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
-        assert_eq!(
-            ErrorBody::message_of(br#"{"detail":"nope"}"#).as_deref(),
-            Some("nope")
-        );
-        assert_eq!(
-            ErrorBody::message_of(br#"{"message":"a\nb"}"#).as_deref(),
-            Some("ab")
-        );
+        assert_eq!(ErrorBody::message_of(br#"{"detail":"nope"}"#).as_deref(), Some("nope"));
+        assert_eq!(ErrorBody::message_of(br#"{"message":"a\nb"}"#).as_deref(), Some("ab"));
         assert_eq!(ErrorBody::message_of(b"garbage"), None);
         let req: KeyRequest = serde_json::from_str("{}").unwrap();
         assert_eq!(req, KeyRequest::default());

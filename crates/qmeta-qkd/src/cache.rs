@@ -51,12 +51,7 @@ impl DecKeyCache {
     /// is at least 1.
     pub fn new(client: KmeClient, master_sae: String, capacity: usize) -> DecKeyCache {
         DecKeyCache {
-            inner: Arc::new(Inner {
-                client,
-                master_sae,
-                capacity: capacity.max(1),
-                state: Mutex::default(),
-            }),
+            inner: Arc::new(Inner { client, master_sae, capacity: capacity.max(1), state: Mutex::default() }),
         }
     }
 
@@ -65,11 +60,7 @@ impl DecKeyCache {
         let cell = self.cell(id);
         let result = cell
             .get_or_try_init(|| async {
-                let mut keys = self
-                    .inner
-                    .client
-                    .dec_keys(&self.inner.master_sae, &[id])
-                    .await?;
+                let mut keys = self.inner.client.dec_keys(&self.inner.master_sae, &[id]).await?;
                 Ok::<_, ClientError>(Arc::new(keys.remove(0)))
             })
             .await
@@ -99,10 +90,7 @@ impl DecKeyCache {
         let mut st = self.lock();
         st.tick += 1;
         let tick = st.tick;
-        let e = st.entries.entry(id).or_insert_with(|| Entry {
-            cell: Arc::new(OnceCell::new()),
-            last_used: tick,
-        });
+        let e = st.entries.entry(id).or_insert_with(|| Entry { cell: Arc::new(OnceCell::new()), last_used: tick });
         e.last_used = tick;
         e.cell.clone()
     }
@@ -131,11 +119,7 @@ impl DecKeyCache {
     /// `get` asks the KME again.
     fn forget_failed(&self, id: Uuid, cell: &Arc<OnceCell<Arc<Key>>>) {
         let mut st = self.lock();
-        if st
-            .entries
-            .get(&id)
-            .is_some_and(|e| Arc::ptr_eq(&e.cell, cell) && !e.cell.initialized())
-        {
+        if st.entries.get(&id).is_some_and(|e| Arc::ptr_eq(&e.cell, cell) && !e.cell.initialized()) {
             st.entries.remove(&id);
         }
     }

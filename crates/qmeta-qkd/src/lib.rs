@@ -9,15 +9,19 @@
 //!   previous key per backend, refreshed by [`rotation::spawn_rotation`].
 //! - [`cache`]: backend side — [`cache::DecKeyCache`] fetches a key by id the
 //!   first time it is seen, one `dec_keys` call per id.
-//! - [`kme`]: two in-process KMEs (LB site, backend site) sharing a simulated
-//!   link; the strict reference implementation of the spec the tests use.
+//! - [`kme`]: the KMEs of the LB site and the backend site, in one process
+//!   or in two, fed by a simulated BB84 link (`qmeta-bb84`) or a plain key
+//!   generator; the strict reference implementation of the spec, with
+//!   switchable quirk modes that imitate real KMEs (`docs/KME.md`).
 //!
 //! What it is not: the certificate format (`qmeta-cert`), DMCP
-//! (`qmeta-dmcp`), or a QKD physics simulation (the link here is a seeded
-//! key generator behind [`kme::Link`]; BB84 replaces it later).
+//! (`qmeta-dmcp`), or the QKD physics and post-processing (`qmeta-bb84`;
+//! this crate drives it and moves its messages).
 //!
-//! Call order (LB side): `KmeClient::new` → `KeyRing::new` →
-//! `spawn_rotation` → `KeyRing::current(backend, now)` per connection.
+//! Call order (LB side): `KmeClient::new` (optionally `with_retry`) →
+//! `KeyRing::new` → `spawn_rotation` (fetches each next key at 80 % of the
+//! interval) → `KeyRing::current(backend, now)` per connection, which only
+//! reads the ring.
 //! Backend side: `KmeClient::new` → `DecKeyCache::new` → `get(key_id)`.
 //!
 //! Key bytes never appear in `Debug`, logs or errors, and are zeroized on drop.
@@ -31,7 +35,7 @@ pub mod client;
 pub mod kme;
 pub mod rotation;
 
-pub use client::{ClientError, KmeClient, KmeClientConfig};
+pub use client::{ClientError, KmeClient, KmeClientConfig, RetryPolicy};
 
 /// One QKD key as delivered by a KME: its id and its bytes. `Debug` never
 /// prints the bytes; the bytes are zeroized on drop.
@@ -43,11 +47,6 @@ pub struct Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Key {{ id: {}, bytes: <{} bytes redacted> }}",
-            self.id,
-            self.bytes.len()
-        )
+        write!(f, "Key {{ id: {}, bytes: <{} bytes redacted> }}", self.id, self.bytes.len())
     }
 }

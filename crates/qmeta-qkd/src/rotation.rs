@@ -4,8 +4,12 @@
 //! [`KeyRing::current`] with the caller's `now`, so expiry and grace are
 //! tested with simulated `Instant`s. [`spawn_rotation`] is the I/O part: it
 //! fetches a key per backend (enc_keys, master = the LB's SAE, slave = the
-//! backend's SAE) at once and then every `interval`, retrying with bounded
-//! exponential backoff.
+//! backend's SAE) at once, installs it, and then rotates every `interval`.
+//! Prefetch: the next key is fetched at 80 % of the interval
+//! ([`prefetch_lead`]) and held until the rotation instant, so a slow KME
+//! (up to a fifth of the interval, plus `grace` after that) never delays a
+//! rotation, and the LB's connection path only ever reads the ring.
+//! Failed fetches are retried with bounded exponential backoff.
 //!
 //! Fail closed: once the current key is older than `interval + grace`
 //! without replacement, `current` returns `None` and the LB must refuse to
@@ -38,11 +42,7 @@ pub struct RotationPolicy {
 
 impl Default for RotationPolicy {
     fn default() -> Self {
-        RotationPolicy {
-            interval: Duration::from_secs(30),
-            grace: Duration::from_secs(30),
-            key_bits: 256,
-        }
+        RotationPolicy { interval: Duration::from_secs(30), grace: Duration::from_secs(30), key_bits: 256 }
     }
 }
 
@@ -50,17 +50,10 @@ impl RotationPolicy {
     /// Checks the policy; for config loaders that report instead of clamping.
     pub fn validate(&self) -> Result<(), String> {
         if self.interval.is_zero() || self.interval > MAX_INTERVAL {
-            return Err(format!(
-                "interval {:?} must be within 1ms..=60s",
-                self.interval
-            ));
+            return Err(format!("interval {:?} must be within 1ms..=60s", self.interval));
         }
-        if self.key_bits < 128 || self.key_bits % 8 != 0 || self.key_bits > crate::api::MAX_KEY_BITS
-        {
-            return Err(format!(
-                "key_bits {} must be a multiple of 8, at least 128",
-                self.key_bits
-            ));
+        if self.key_bits < 128 || self.key_bits % 8 != 0 || self.key_bits > crate::api::MAX_KEY_BITS {
+            return Err(format!("key_bits {} must be a multiple of 8, at least 128", self.key_bits));
         }
         Ok(())
     }
@@ -94,9 +87,7 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing")
-            .field("policy", &self.policy)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyRing").field("policy", &self.policy).finish_non_exhaustive()
     }
 }
 
@@ -105,10 +96,7 @@ impl KeyRing {
     /// [`RotationPolicy::validate`] to report it instead).
     pub fn new(mut policy: RotationPolicy) -> Arc<KeyRing> {
         policy.interval = policy.interval.min(MAX_INTERVAL);
-        Arc::new(KeyRing {
-            policy,
-            slots: RwLock::new(HashMap::new()),
-        })
+        Arc::new(KeyRing { policy, slots: RwLock::new(HashMap::new()) })
     }
 
     pub fn policy(&self) -> RotationPolicy {
@@ -120,8 +108,7 @@ impl KeyRing {
     pub fn current(&self, backend: &str, now: Instant) -> Option<Arc<Key>> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         let slot = slots.get(backend)?;
-        (now.saturating_duration_since(slot.installed) <= self.policy.lifetime())
-            .then(|| slot.current.clone())
+        (now.saturating_duration_since(slot.installed) <= self.policy.lifetime()).then(|| slot.current.clone())
     }
 
     /// The key with this id if it is still usable: the current key (within
@@ -153,14 +140,7 @@ impl KeyRing {
                 Some(id)
             }
             None => {
-                slots.insert(
-                    backend.to_string(),
-                    Slot {
-                        current: key,
-                        installed: now,
-                        previous: None,
-                    },
-                );
+                slots.insert(backend.to_string(), Slot { current: key, installed: now, previous: None });
                 None
             }
         }
@@ -169,17 +149,13 @@ impl KeyRing {
     /// True when `backend` had a key and it is now past its lifetime.
     pub fn is_expired(&self, backend: &str, now: Instant) -> bool {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-        slots
-            .get(backend)
-            .is_some_and(|s| now.saturating_duration_since(s.installed) > self.policy.lifetime())
+        slots.get(backend).is_some_and(|s| now.saturating_duration_since(s.installed) > self.policy.lifetime())
     }
 
     /// When the current key of `backend` stops being usable.
     fn expires_at(&self, backend: &str) -> Option<Instant> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-        slots
-            .get(backend)
-            .map(|s| s.installed + self.policy.lifetime())
+        slots.get(backend).map(|s| s.installed + self.policy.lifetime())
     }
 
     /// Ids and ages of every backend's keys, sorted by backend name.
@@ -204,23 +180,11 @@ impl KeyRing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotationEvent {
     /// A key was obtained from the KME.
-    Fetched {
-        backend: String,
-        slave_sae: String,
-        key_id: Uuid,
-    },
+    Fetched { backend: String, slave_sae: String, key_id: Uuid },
     /// It was installed as current; `previous` stays usable for `grace`.
-    Rotated {
-        backend: String,
-        key_id: Uuid,
-        previous: Option<Uuid>,
-    },
+    Rotated { backend: String, key_id: Uuid, previous: Option<Uuid> },
     /// A fetch failed; it will be retried with backoff.
-    Failed {
-        backend: String,
-        error: String,
-        retryable: bool,
-    },
+    Failed { backend: String, error: String, retryable: bool },
     /// The backend's key passed `interval + grace` with no replacement: the
     /// LB now fails closed for it. Emitted once per expiry.
     Expired { backend: String },
@@ -238,13 +202,7 @@ pub fn spawn_rotation(
         // Dropping the JoinSet (when this task is aborted) aborts every loop.
         let mut set = tokio::task::JoinSet::new();
         for (backend, slave) in backends {
-            set.spawn(rotate_one(
-                ring.clone(),
-                client.clone(),
-                backend,
-                slave,
-                on_event.clone(),
-            ));
+            set.spawn(rotate_one(ring.clone(), client.clone(), backend, slave, on_event.clone()));
         }
         while set.join_next().await.is_some() {}
     })
@@ -254,9 +212,13 @@ pub fn spawn_rotation(
 /// interval/4 (but never below 250 ms).
 pub fn backoff(failures: u32, interval: Duration) -> Duration {
     let cap = (interval / 4).max(MIN_BACKOFF);
-    MIN_BACKOFF
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(cap)
+    MIN_BACKOFF.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(cap)
+}
+
+/// How long before a rotation the next key is fetched: a fifth of the
+/// interval (the fetch happens at 80 % of the interval).
+pub fn prefetch_lead(interval: Duration) -> Duration {
+    interval / 5
 }
 
 async fn rotate_one(
@@ -267,51 +229,51 @@ async fn rotate_one(
     on_event: Arc<dyn Fn(RotationEvent) + Send + Sync>,
 ) {
     let policy = ring.policy();
+    let lead = prefetch_lead(policy.interval);
     let mut failures = 0u32;
     let mut expired_reported = false;
+    // When the next key becomes current (None: as soon as it arrives).
+    let mut due: Option<Instant> = None;
     loop {
-        let wait = match client.enc_keys(&slave, 1, policy.key_bits).await {
+        let next_fetch = match client.enc_keys(&slave, 1, policy.key_bits).await {
             Ok(mut keys) => {
                 let key = keys.pop().expect("validated: exactly one key");
                 let key_id = key.id;
-                on_event(RotationEvent::Fetched {
-                    backend: backend.clone(),
-                    slave_sae: slave.clone(),
-                    key_id,
-                });
-                let previous = ring.install(&backend, key, Instant::now());
-                tracing::info!(backend = %backend, key_id = %key_id, "QKD key rotated");
-                on_event(RotationEvent::Rotated {
-                    backend: backend.clone(),
-                    key_id,
-                    previous,
-                });
+                on_event(RotationEvent::Fetched { backend: backend.clone(), slave_sae: slave.clone(), key_id });
                 failures = 0;
+                // Prefetched: hold it until the rotation instant, so keys
+                // still change every `interval` and the connection path
+                // never waits for the KME.
+                if let Some(at) = due {
+                    if at > Instant::now() {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                    }
+                }
+                let now = Instant::now();
+                let previous = ring.install(&backend, key, now);
+                tracing::info!(backend = %backend, key_id = %key_id, "QKD key rotated");
+                on_event(RotationEvent::Rotated { backend: backend.clone(), key_id, previous });
                 expired_reported = false;
-                policy.interval
+                due = Some(now + policy.interval);
+                now + policy.interval - lead
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let retryable = e.is_retryable();
                 tracing::warn!(backend = %backend, error = %e, retryable, "QKD key fetch failed");
-                on_event(RotationEvent::Failed {
-                    backend: backend.clone(),
-                    error: e.to_string(),
-                    retryable,
-                });
+                on_event(RotationEvent::Failed { backend: backend.clone(), error: e.to_string(), retryable });
                 let mut wait = backoff(failures, policy.interval);
                 if !retryable {
                     // A permanent error needs an operator; don't hammer the KME.
                     wait = (policy.interval / 4).max(MIN_BACKOFF);
                 }
-                wait
+                Instant::now() + wait
             }
         };
         // Sleep, but wake at the expiry instant so Expired is reported on time.
-        let deadline = Instant::now() + wait;
         if !expired_reported {
             if let Some(exp) = ring.expires_at(&backend) {
-                if exp < deadline {
+                if exp < next_fetch {
                     tokio::time::sleep_until(tokio::time::Instant::from_std(exp)).await;
                 }
             }
@@ -319,12 +281,10 @@ async fn rotate_one(
         let now = Instant::now();
         if !expired_reported && ring.is_expired(&backend, now) {
             tracing::error!(backend = %backend, "QKD key expired without replacement; failing closed");
-            on_event(RotationEvent::Expired {
-                backend: backend.clone(),
-            });
+            on_event(RotationEvent::Expired { backend: backend.clone() });
             expired_reported = true;
         }
-        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next_fetch)).await;
     }
 }
 
@@ -334,18 +294,11 @@ mod tests {
     use zeroize::Zeroizing;
 
     fn key(n: u128) -> Key {
-        Key {
-            id: Uuid::from_u128(n),
-            bytes: Zeroizing::new(vec![n as u8; 32]),
-        }
+        Key { id: Uuid::from_u128(n), bytes: Zeroizing::new(vec![n as u8; 32]) }
     }
 
     fn policy() -> RotationPolicy {
-        RotationPolicy {
-            interval: Duration::from_secs(10),
-            grace: Duration::from_secs(5),
-            key_bits: 256,
-        }
+        RotationPolicy { interval: Duration::from_secs(10), grace: Duration::from_secs(5), key_bits: 256 }
     }
 
     #[test]
@@ -355,27 +308,12 @@ mod tests {
         let s = Duration::from_secs;
         assert!(ring.current("b1", t0).is_none(), "no key yet");
         assert_eq!(ring.install("b1", key(1), t0), None);
-        assert_eq!(
-            ring.current("b1", t0 + s(3)).unwrap().id,
-            Uuid::from_u128(1)
-        );
+        assert_eq!(ring.current("b1", t0 + s(3)).unwrap().id, Uuid::from_u128(1));
         // Rotation at t0+10: previous is key 1, usable for grace (5 s).
-        assert_eq!(
-            ring.install("b1", key(2), t0 + s(10)),
-            Some(Uuid::from_u128(1))
-        );
-        assert_eq!(
-            ring.current("b1", t0 + s(10)).unwrap().id,
-            Uuid::from_u128(2)
-        );
-        assert_eq!(
-            ring.get("b1", Uuid::from_u128(1), t0 + s(15)).unwrap().id,
-            Uuid::from_u128(1)
-        );
-        assert!(
-            ring.get("b1", Uuid::from_u128(1), t0 + s(16)).is_none(),
-            "previous past grace"
-        );
+        assert_eq!(ring.install("b1", key(2), t0 + s(10)), Some(Uuid::from_u128(1)));
+        assert_eq!(ring.current("b1", t0 + s(10)).unwrap().id, Uuid::from_u128(2));
+        assert_eq!(ring.get("b1", Uuid::from_u128(1), t0 + s(15)).unwrap().id, Uuid::from_u128(1));
+        assert!(ring.get("b1", Uuid::from_u128(1), t0 + s(16)).is_none(), "previous past grace");
         assert!(ring.get("b1", Uuid::from_u128(9), t0 + s(11)).is_none());
         // Current usable up to interval + grace = 15 s after install, then None.
         assert!(ring.current("b1", t0 + s(25)).is_some());
@@ -384,14 +322,8 @@ mod tests {
         assert!(ring.is_expired("b1", t0 + s(26)));
         assert!(ring.get("b1", Uuid::from_u128(2), t0 + s(26)).is_none());
         // A new key revives it.
-        assert_eq!(
-            ring.install("b1", key(3), t0 + s(30)),
-            Some(Uuid::from_u128(2))
-        );
-        assert_eq!(
-            ring.current("b1", t0 + s(30)).unwrap().id,
-            Uuid::from_u128(3)
-        );
+        assert_eq!(ring.install("b1", key(3), t0 + s(30)), Some(Uuid::from_u128(2)));
+        assert_eq!(ring.current("b1", t0 + s(30)).unwrap().id, Uuid::from_u128(3));
         // Other backends are independent.
         assert!(ring.current("b2", t0 + s(30)).is_none());
     }
@@ -426,27 +358,15 @@ mod tests {
     #[test]
     fn policy_limits_and_backoff() {
         assert!(policy().validate().is_ok());
-        let long = RotationPolicy {
-            interval: Duration::from_secs(61),
-            ..policy()
-        };
+        let long = RotationPolicy { interval: Duration::from_secs(61), ..policy() };
         assert!(long.validate().is_err());
         assert_eq!(KeyRing::new(long).policy().interval, MAX_INTERVAL);
-        assert!(RotationPolicy {
-            key_bits: 100,
-            ..policy()
-        }
-        .validate()
-        .is_err());
+        assert!(RotationPolicy { key_bits: 100, ..policy() }.validate().is_err());
         let i = Duration::from_secs(8);
         assert_eq!(backoff(1, i), Duration::from_millis(250));
         assert_eq!(backoff(2, i), Duration::from_millis(500));
         assert_eq!(backoff(4, i), Duration::from_secs(2));
-        assert_eq!(
-            backoff(40, i),
-            Duration::from_secs(2),
-            "capped at interval/4"
-        );
+        assert_eq!(backoff(40, i), Duration::from_secs(2), "capped at interval/4");
         assert_eq!(backoff(3, Duration::from_millis(100)), MIN_BACKOFF);
     }
 }

@@ -13,11 +13,7 @@ fn examples_kme_toml_loads() {
     assert_ne!(cfg.a.listen, cfg.b.listen);
     assert!(!cfg.a.saes.is_empty() && !cfg.b.saes.is_empty());
     // Credential paths are resolved against the file's directory.
-    assert!(
-        cfg.a.cert.starts_with(path.parent().unwrap()),
-        "{}",
-        cfg.a.cert.display()
-    );
+    assert!(cfg.a.cert.starts_with(path.parent().unwrap()), "{}", cfg.a.cert.display());
     assert!(cfg.link.problems().is_empty());
 }
 
@@ -31,16 +27,7 @@ fn load_config_reports_every_error_with_its_key() {
     )
     .unwrap();
     let errs = qmeta_qkd::kme::load_config(&path).unwrap_err();
-    for key in [
-        "link.key_size",
-        "link.min_key_size",
-        "a.kme_id",
-        "a.cert",
-        "a.key",
-        "a.client_ca",
-        "a.saes",
-        "b",
-    ] {
+    for key in ["link.key_size", "link.min_key_size", "a.kme_id", "a.cert", "a.key", "a.client_ca", "a.saes", "b"] {
         assert!(errs.mentions(key), "missing {key} in:\n{errs}");
     }
     assert!(errs.to_string().contains("kme.toml"), "{errs}");

@@ -160,7 +160,7 @@ pub async fn run(cli: Cli) -> i32 {
             0
         }
         Command::Kme(a) => {
-            let cfg = match qmeta_qkd::kme::load_config(&a.config) {
+            let cfg = match qmeta_qkd::kme::load(&a.config) {
                 Ok(c) => c,
                 Err(e) => return config_failed(&e),
             };
@@ -168,13 +168,19 @@ pub async fn run(cli: Cli) -> i32 {
                 println!("{}: OK", a.config.display());
                 return 0;
             }
-            let pair = match qmeta_qkd::kme::start_pair(cfg).await {
-                Ok(p) => p,
+            let kme = match qmeta_qkd::kme::start(cfg).await {
+                Ok(k) => k,
                 Err(e) => return fatal(&e),
             };
-            println!("qmeta kme: site A on {}, site B on {}", pair.addr_a(), pair.addr_b());
+            match kme.addrs().as_slice() {
+                [a, b] => println!("qmeta kme: site A on {a}, site B on {b}"),
+                addrs => println!(
+                    "qmeta kme: listening on {}",
+                    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            }
             wait(shutdown_signal()).await;
-            pair.shutdown().await;
+            kme.shutdown().await;
             0
         }
         Command::Agent(a) => {

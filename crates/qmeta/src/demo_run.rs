@@ -11,8 +11,8 @@ fn config_error(file: &str) -> impl Fn(qmeta_config::ConfigErrors) -> anyhow::Er
 }
 
 pub async fn run(l: &Layout) -> anyhow::Result<()> {
-    let kme_cfg = qmeta_qkd::kme::load_config(&l.file("kme.toml")).map_err(config_error("kme.toml"))?;
-    let kmes = qmeta_qkd::kme::start_pair(kme_cfg).await.context("starting the KME pair")?;
+    let kme_cfg = qmeta_qkd::kme::load(&l.file("kme.toml")).map_err(config_error("kme.toml"))?;
+    let kmes = qmeta_qkd::kme::start(kme_cfg).await.context("starting the KME pair")?;
 
     let mut backends = Vec::new();
     for letter in ["a", "b"] {
@@ -47,7 +47,8 @@ pub async fn run(l: &Layout) -> anyhow::Result<()> {
     if let Some(admin) = lb.admin_addr() {
         println!("  admin API      http://{admin}/metrics  http://{admin}/api/v1/backends");
     }
-    println!("  KME pair       site A https://{}  site B https://{}", kmes.addr_a(), kmes.addr_b());
+    let addrs: Vec<String> = kmes.addrs().iter().map(|a| format!("https://{a}")).collect();
+    println!("  KME pair       {} (simulated BB84 link)", addrs.join("  "));
     for (name, b) in &backends {
         println!("  backend        {name} on {} (requires the LB's client certificate)", b.addr());
     }

@@ -16,78 +16,37 @@ pub enum ClientError {
     Credentials(#[source] qmeta_pki::PkiError),
     /// The caller asked for something the client refuses to send.
     #[error("KME {url} {call}: invalid argument: {reason}")]
-    InvalidArgument {
-        url: String,
-        call: &'static str,
-        reason: String,
-    },
+    InvalidArgument { url: String, call: &'static str, reason: String },
     /// TCP connection failed (retryable).
     #[error("KME {url} {call}: connect: {source}")]
-    Connect {
-        url: String,
-        call: &'static str,
-        source: std::io::Error,
-    },
+    Connect { url: String, call: &'static str, source: std::io::Error },
     /// TLS handshake failed; retryable unless the certificates were refused.
     #[error("KME {url} {call}: TLS: {source}")]
-    Tls {
-        url: String,
-        call: &'static str,
-        source: std::io::Error,
-    },
+    Tls { url: String, call: &'static str, source: std::io::Error },
     /// HTTP-level failure (connection closed, malformed response; retryable).
     #[error("KME {url} {call}: HTTP: {reason}")]
-    Http {
-        url: String,
-        call: &'static str,
-        reason: String,
-    },
+    Http { url: String, call: &'static str, reason: String },
     /// The call did not finish in time (retryable).
     #[error("KME {url} {call}: no answer within {after:?}")]
-    Timeout {
-        url: String,
-        call: &'static str,
-        after: Duration,
-    },
+    Timeout { url: String, call: &'static str, after: Duration },
     /// 400: the KME refused the request (permanent).
     #[error("KME {url} {call}: 400 Bad Request: {message}")]
-    BadRequest {
-        url: String,
-        call: &'static str,
-        message: String,
-    },
+    BadRequest { url: String, call: &'static str, message: String },
     /// 401: this SAE may not make this call (permanent).
     #[error("KME {url} {call}: 401 Unauthorized")]
     Unauthorized { url: String, call: &'static str },
     /// 503: the KME cannot serve now, e.g. its key pool is empty (retryable).
     #[error("KME {url} {call}: 503 Service Unavailable: {message}")]
-    Unavailable {
-        url: String,
-        call: &'static str,
-        message: String,
-    },
+    Unavailable { url: String, call: &'static str, message: String },
     /// Another HTTP status (5xx, 408 and 429 are retryable).
     #[error("KME {url} {call}: HTTP status {status}: {message}")]
-    UnexpectedStatus {
-        url: String,
-        call: &'static str,
-        status: u16,
-        message: String,
-    },
+    UnexpectedStatus { url: String, call: &'static str, status: u16, message: String },
     /// The body was not the JSON the spec describes.
     #[error("KME {url} {call}: invalid response: {reason}")]
-    InvalidResponse {
-        url: String,
-        call: &'static str,
-        reason: String,
-    },
+    InvalidResponse { url: String, call: &'static str, reason: String },
     /// The keys returned failed validation (count, size, ids).
     #[error("KME {url} {call}: refused keys: {source}")]
-    Validation {
-        url: String,
-        call: &'static str,
-        source: ValidationError,
-    },
+    Validation { url: String, call: &'static str, source: ValidationError },
 }
 
 impl ClientError {
@@ -100,9 +59,7 @@ impl ClientError {
             | ClientError::Timeout { .. }
             | ClientError::Unavailable { .. } => true,
             ClientError::Tls { source, .. } => !is_certificate_error(source),
-            ClientError::UnexpectedStatus { status, .. } => {
-                *status >= 500 || *status == 408 || *status == 429
-            }
+            ClientError::UnexpectedStatus { status, .. } => *status >= 500 || *status == 408 || *status == 429,
             ClientError::InvalidConfig { .. }
             | ClientError::Credentials(_)
             | ClientError::InvalidArgument { .. }
@@ -152,59 +109,20 @@ mod tests {
     fn retryable_classification() {
         let url = String::from("https://k");
         let call = "enc_keys";
-        assert!(ClientError::Unavailable {
-            url: url.clone(),
-            call,
-            message: String::new()
-        }
-        .is_retryable());
-        assert!(ClientError::Timeout {
-            url: url.clone(),
-            call,
-            after: Duration::from_secs(1)
-        }
-        .is_retryable());
+        assert!(ClientError::Unavailable { url: url.clone(), call, message: String::new() }.is_retryable());
+        assert!(ClientError::Timeout { url: url.clone(), call, after: Duration::from_secs(1) }.is_retryable());
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(ClientError::Connect {
-            url: url.clone(),
-            call,
-            source: refused
-        }
-        .is_retryable());
-        assert!(!ClientError::BadRequest {
-            url: url.clone(),
-            call,
-            message: String::new()
-        }
-        .is_retryable());
-        assert!(!ClientError::Unauthorized {
-            url: url.clone(),
-            call
-        }
-        .is_retryable());
+        assert!(ClientError::Connect { url: url.clone(), call, source: refused }.is_retryable());
+        assert!(!ClientError::BadRequest { url: url.clone(), call, message: String::new() }.is_retryable());
+        assert!(!ClientError::Unauthorized { url: url.clone(), call }.is_retryable());
         let bad_cert = std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         );
-        assert!(!ClientError::Tls {
-            url: url.clone(),
-            call,
-            source: bad_cert
-        }
-        .is_retryable());
+        assert!(!ClientError::Tls { url: url.clone(), call, source: bad_cert }.is_retryable());
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert!(ClientError::Tls {
-            url: url.clone(),
-            call,
-            source: reset
-        }
-        .is_retryable());
-        let e = ClientError::UnexpectedStatus {
-            url,
-            call,
-            status: 404,
-            message: String::new(),
-        };
+        assert!(ClientError::Tls { url: url.clone(), call, source: reset }.is_retryable());
+        let e = ClientError::UnexpectedStatus { url, call, status: 404, message: String::new() };
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("https://k enc_keys"), "{e}");
     }

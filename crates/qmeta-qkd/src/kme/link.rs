@@ -1,5 +1,6 @@
-//! The quantum link between the two KMEs, behind a small trait so that the
-//! simulated generator here can be replaced by a BB84 simulation.
+//! The quantum link between the two KMEs, behind a small trait: the seeded
+//! generator here (`kind = "generator"`) or the BB84 simulation in
+//! [`super::bb84`] (`kind = "bb84"`).
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -15,6 +16,35 @@ pub trait Link: Send {
     /// `pool` has capacity for `room` more bytes: appending must not
     /// reallocate (a reallocation would leave a key copy behind).
     fn distill(&mut self, now: Instant, room: usize, pool: &mut Vec<u8>);
+
+    /// Live figures for `status_extension`.
+    fn stats(&self) -> LinkStats {
+        LinkStats::default()
+    }
+}
+
+/// What a link reports about itself (never key material).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkStats {
+    /// `"generator"` or `"bb84"`.
+    pub kind: &'static str,
+    /// QBER measured on the last block (BB84 only).
+    pub qber: Option<f64>,
+    /// Secret key distilled per second of link activity, bits.
+    pub key_rate_bps: f64,
+    /// Blocks that produced key / blocks aborted (QBER too high, failed
+    /// verification, no secret fraction left).
+    pub blocks_ok: u64,
+    pub blocks_aborted: u64,
+    /// False while the link produces nothing (dead generator, peer KME
+    /// unreachable).
+    pub up: bool,
+}
+
+impl Default for LinkStats {
+    fn default() -> Self {
+        LinkStats { kind: "generator", qber: None, key_rate_bps: 0.0, blocks_ok: 0, blocks_aborted: 0, up: false }
+    }
 }
 
 /// Uniformly random bytes at a fixed rate of `key_rate` keys of
@@ -30,26 +60,24 @@ pub struct SimulatedLink {
 impl SimulatedLink {
     /// `seed` makes the key stream reproducible (tests); `None` seeds from
     /// the OS.
-    pub fn new(
-        key_bytes: usize,
-        key_rate: u32,
-        seed: Option<u64>,
-        start: Instant,
-    ) -> SimulatedLink {
+    pub fn new(key_bytes: usize, key_rate: u32, seed: Option<u64>, start: Instant) -> SimulatedLink {
         let rng = match seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_entropy(),
         };
-        SimulatedLink {
-            key_bytes: key_bytes.max(1),
-            key_rate,
-            rng,
-            since: start,
-        }
+        SimulatedLink { key_bytes: key_bytes.max(1), key_rate, rng, since: start }
     }
 }
 
 impl Link for SimulatedLink {
+    fn stats(&self) -> LinkStats {
+        LinkStats {
+            key_rate_bps: f64::from(self.key_rate) * self.key_bytes as f64 * 8.0,
+            up: self.key_rate > 0,
+            ..LinkStats::default()
+        }
+    }
+
     fn distill(&mut self, now: Instant, room: usize, pool: &mut Vec<u8>) {
         if self.key_rate == 0 {
             return;

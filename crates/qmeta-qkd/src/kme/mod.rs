@@ -1,23 +1,41 @@
 //! A simulated KME pair speaking ETSI GS QKD 014: site A (the LB's KME) and
-//! site B (the backends' KME) in one process, fed by one simulated link.
+//! site B (the backends' KME), fed by a simulated QKD link (BB84 by
+//! default, or a plain key generator).
 //!
 //! Each site is an HTTPS server that requires a client certificate; the
 //! calling SAE's id is the CN of that certificate, never anything in the
-//! request. The pair is the strict reference of the spec: exact error
-//! messages, one-time delivery, 401 for a dec_keys call by an SAE that was
-//! not the named slave, stored_key_count ≤ max_key_count.
+//! request. Without quirks a site is the strict reference of the spec:
+//! exact error messages, one-time delivery, 401 for a dec_keys call by an
+//! SAE that was not a named slave, stored_key_count ≤ max_key_count,
+//! additional slaves when `max_SAE_ID_count` > 0. The rules, quirk modes
+//! and the two-process link are described in `docs/KME.md`.
 //!
-//! Call order: [`load_config`] (or build a [`KmePairConfig`]) →
-//! [`start_pair`] → [`KmePair::addr_a`] / [`KmePair::addr_b`] →
-//! [`KmePair::shutdown`].
+//! The two sites run in one process ([`start_pair`]) or each in its own
+//! process ([`start_site`]), the BB84 messages and key relays then crossing
+//! a mutually authenticated TLS connection between the KMEs ([`peer`]).
+//!
+//! Call order: [`load`] (or build a [`KmeConfig`]) → [`start`] →
+//! [`RunningKme::shutdown`]; for a pair only: [`load_config`] →
+//! [`start_pair`] / [`start_pair_with`] → [`KmePair::addr_a`] /
+//! [`KmePair::addr_b`] → [`KmePair::shutdown`].
 
+pub mod bb84;
 mod config;
 pub mod link;
+pub mod peer;
+mod pool;
+pub mod quirks;
 mod server;
+pub mod setup;
+mod site;
 pub mod store;
 
-pub use config::load_config;
-pub use link::{Link, SimulatedLink};
+pub use config::{load, load_config, MAX_SAE_ID_COUNT};
+pub use link::{Link, LinkStats, SimulatedLink};
+pub use quirks::{Quirk, Quirks};
+pub use setup::{Bb84Config, Cascade, KmeConfig, LinkKind, PairOptions, PeerChannel, PeerSite, SingleSiteConfig};
+pub use site::{start, start_site, KmeSite, RunningKme};
+pub use store::Site;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,23 +99,15 @@ impl LinkConfig {
     /// Every inconsistency, as (key, message) pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        for (key, v) in [
-            ("key_size", self.key_size),
-            ("min_key_size", self.min_key_size),
-            ("max_key_size", self.max_key_size),
-        ] {
+        for (key, v) in
+            [("key_size", self.key_size), ("min_key_size", self.min_key_size), ("max_key_size", self.max_key_size)]
+        {
             if v == 0 || v % 8 != 0 || v > MAX_KEY_SIZE_BITS {
-                out.push((
-                    key,
-                    format!("{v} must be a multiple of 8 in 8..={MAX_KEY_SIZE_BITS}"),
-                ));
+                out.push((key, format!("{v} must be a multiple of 8 in 8..={MAX_KEY_SIZE_BITS}")));
             }
         }
         if !(self.min_key_size <= self.key_size && self.key_size <= self.max_key_size) {
-            out.push((
-                "key_size",
-                "must satisfy min_key_size <= key_size <= max_key_size".into(),
-            ));
+            out.push(("key_size", "must satisfy min_key_size <= key_size <= max_key_size".into()));
         }
         if self.max_key_count == 0 || self.max_key_count > MAX_KEY_COUNT {
             out.push(("max_key_count", format!("must be in 1..={MAX_KEY_COUNT}")));
@@ -106,10 +116,7 @@ impl LinkConfig {
             out.push(("key_rate", format!("must be in 0..={MAX_KEY_RATE}")));
         }
         if self.max_key_per_request == 0 || self.max_key_per_request > MAX_KEYS_PER_REQUEST {
-            out.push((
-                "max_key_per_request",
-                format!("must be in 1..={MAX_KEYS_PER_REQUEST}"),
-            ));
+            out.push(("max_key_per_request", format!("must be in 1..={MAX_KEYS_PER_REQUEST}")));
         }
         out
     }
@@ -126,12 +133,8 @@ pub struct KmePairConfig {
 impl KmePairConfig {
     /// Every inconsistency, as (dotted key, message) pairs.
     pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .link
-            .problems()
-            .into_iter()
-            .map(|(k, m)| (format!("link.{k}"), m))
-            .collect();
+        let mut out: Vec<(String, String)> =
+            self.link.problems().into_iter().map(|(k, m)| (format!("link.{k}"), m)).collect();
         out.extend(self.site_problems());
         out
     }
@@ -144,17 +147,11 @@ impl KmePairConfig {
         }
         for (name, site) in [("a", &self.a), ("b", &self.b)] {
             if site.saes.is_empty() {
-                out.push((
-                    format!("{name}.saes"),
-                    "at least one SAE id is needed".into(),
-                ));
+                out.push((format!("{name}.saes"), "at least one SAE id is needed".into()));
             }
         }
         if let Some(dup) = self.b.saes.iter().find(|s| self.a.saes.contains(s)) {
-            out.push((
-                "b.saes".into(),
-                format!("SAE {dup:?} is attached to both KMEs"),
-            ));
+            out.push(("b.saes".into(), format!("SAE {dup:?} is attached to both KMEs")));
         }
         if self.a.listen == self.b.listen && self.a.listen.port() != 0 {
             out.push(("b.listen".into(), "must differ from a.listen".into()));
@@ -172,17 +169,13 @@ pub enum KmeError {
     InvalidConfig(String),
     /// A certificate, key or CA file of a site is unusable.
     #[error("KME {kme_id}: credentials: {source}")]
-    Credentials {
-        kme_id: String,
-        source: qmeta_pki::PkiError,
-    },
+    Credentials { kme_id: String, source: qmeta_pki::PkiError },
     /// The listen address is taken or not allowed.
     #[error("KME {kme_id}: cannot listen on {addr}: {source}")]
-    Bind {
-        kme_id: String,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { kme_id: String, addr: SocketAddr, source: std::io::Error },
+    /// The BB84 link could not be set up.
+    #[error("KME link: {0}")]
+    Link(String),
 }
 
 /// A running pair. Dropping it also stops the servers.
@@ -195,10 +188,7 @@ pub struct KmePair {
 
 impl std::fmt::Debug for KmePair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KmePair")
-            .field("addr_a", &self.addr_a)
-            .field("addr_b", &self.addr_b)
-            .finish()
+        f.debug_struct("KmePair").field("addr_a", &self.addr_a).field("addr_b", &self.addr_b).finish()
     }
 }
 
@@ -225,42 +215,57 @@ impl Drop for KmePair {
     }
 }
 
-/// Starts both KMEs: checks the config, loads credentials, binds, serves.
+/// Starts both KMEs with the default options (a BB84 link, no quirks):
+/// checks the config, loads credentials, binds, serves.
 pub async fn start_pair(cfg: KmePairConfig) -> Result<KmePair, KmeError> {
-    let problems = cfg.problems();
-    if !problems.is_empty() {
-        let text: Vec<String> = problems
-            .iter()
-            .map(|(k, m)| format!("`{k}`: {m}"))
-            .collect();
-        return Err(KmeError::InvalidConfig(text.join("; ")));
+    start_pair_with(cfg, PairOptions::default()).await
+}
+
+fn invalid(problems: Vec<(String, String)>) -> Result<(), KmeError> {
+    if problems.is_empty() {
+        return Ok(());
     }
+    let text: Vec<String> = problems.iter().map(|(k, m)| format!("`{k}`: {m}")).collect();
+    Err(KmeError::InvalidConfig(text.join("; ")))
+}
+
+fn site_info(s: &KmeSiteConfig) -> store::SiteInfo {
+    store::SiteInfo { kme_id: s.kme_id.clone(), saes: s.saes.clone() }
+}
+
+/// Starts both KMEs in this process with `options` (link kind, quirks,
+/// multicast).
+pub async fn start_pair_with(cfg: KmePairConfig, options: PairOptions) -> Result<KmePair, KmeError> {
+    let mut problems = cfg.problems();
+    if let LinkKind::Bb84(b) = &options.kind {
+        problems.extend(b.problems().into_iter().map(|(k, m)| (format!("link.{k}"), m)));
+    }
+    if options.max_sae_id_count > MAX_SAE_ID_COUNT {
+        problems.push(("link.max_sae_id_count".into(), format!("must be in 0..={MAX_SAE_ID_COUNT}")));
+    }
+    invalid(problems)?;
     let now = Instant::now();
     let key_bytes = (cfg.link.key_size / 8) as usize;
-    let link = SimulatedLink::new(key_bytes, cfg.link.key_rate, cfg.link.seed, now);
-    let info = |s: &KmeSiteConfig| store::SiteInfo {
-        kme_id: s.kme_id.clone(),
-        saes: s.saes.clone(),
+    let link: Box<dyn Link> = match &options.kind {
+        LinkKind::Generator => Box::new(SimulatedLink::new(key_bytes, cfg.link.key_rate, cfg.link.seed, now)),
+        LinkKind::Bb84(b) => Box::new(bb84::Bb84Link::spawn(&cfg.link, b)),
     };
-    let shared = Arc::new(Mutex::new(store::Store::new(
+    let opts = store::StoreOptions {
+        max_sae_id_count: options.max_sae_id_count,
+        size_is_bytes: [options.quirks_a.has(Quirk::BitsAsBytes), options.quirks_b.has(Quirk::BitsAsBytes)],
+    };
+    let shared = Arc::new(Mutex::new(store::Store::with_options(
         cfg.link.clone(),
-        Box::new(link),
-        info(&cfg.a),
-        info(&cfg.b),
+        opts,
+        link,
+        site_info(&cfg.a),
+        site_info(&cfg.b),
     )));
     let (stop, stop_rx) = watch::channel(false);
-    let a = server::bind(&cfg.a, store::Site::A, shared.clone()).await?;
-    let b = server::bind(&cfg.b, store::Site::B, shared).await?;
+    let a = server::bind(&cfg.a, Site::A, shared.clone(), options.quirks_a, None).await?;
+    let b = server::bind(&cfg.b, Site::B, shared, options.quirks_b, None).await?;
     let (addr_a, addr_b) = (a.local_addr, b.local_addr);
     tracing::info!(kme_a = %cfg.a.kme_id, %addr_a, kme_b = %cfg.b.kme_id, %addr_b, "KME pair listening");
-    let tasks = vec![
-        tokio::spawn(a.run(stop_rx.clone())),
-        tokio::spawn(b.run(stop_rx)),
-    ];
-    Ok(KmePair {
-        addr_a,
-        addr_b,
-        stop,
-        tasks,
-    })
+    let tasks = vec![tokio::spawn(a.run(stop_rx.clone())), tokio::spawn(b.run(stop_rx))];
+    Ok(KmePair { addr_a, addr_b, stop, tasks })
 }

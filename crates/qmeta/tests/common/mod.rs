@@ -122,7 +122,9 @@ pub fn free_port_block() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::SeqCst) == 0 {
-        let seed = (std::process::id() as u16 % 200) * 100 + 20000;
+        // Below the kernel's ephemeral range (32768+), so outgoing
+        // connections cannot take a port between the check and the bind.
+        let seed = (std::process::id() % 190) as u16 * 100 + 10_000;
         let _ = NEXT.compare_exchange(0, seed, Ordering::SeqCst, Ordering::SeqCst);
     }
     for _ in 0..200 {
@@ -198,8 +200,18 @@ impl Deployment {
     pub fn backend(&self, which: char) -> Proc {
         self.run("backend", &format!("backend-{which}.toml"), "qmeta backend:")
     }
+    /// Starts the LB and waits until it holds a valid key for every
+    /// backend (a freshly started KME distils its first keys in a moment).
     pub fn lb(&self) -> Proc {
-        self.run("lb", "lb.toml", "qmeta lb:")
+        let lb = self.run("lb", "lb.toml", "qmeta lb:");
+        let admin = format!("127.0.0.1:{}", self.port + 3);
+        eventually("the LB's first keys", Duration::from_secs(60), || {
+            let body = http_get(&admin, "/api/v1/keys")?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let keys = json["keys"].as_array()?;
+            (keys.len() == 2 && keys.iter().all(|k| k["valid"] == true)).then_some(())
+        });
+        lb
     }
     pub fn agent(&self, which: char) -> Proc {
         self.run("agent", &format!("agent-{which}.toml"), "")
@@ -306,4 +318,15 @@ pub fn run_bounded(args: &[&str]) -> std::process::Output {
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     panic!("qmeta {args:?} still running after 30 s; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A plain HTTP/1.1 GET (for the admin API); None on any failure.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
