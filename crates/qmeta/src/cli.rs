@@ -36,6 +36,9 @@ pub enum Command {
     /// Inspect LB certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The simulated QKD link (BB84 with Cascade and privacy amplification).
+    #[command(subcommand)]
+    Qkd(QkdCommand),
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -61,6 +64,18 @@ pub enum CertCommand {
         /// A sample-backend config whose KME credentials fetch the key.
         #[arg(long)]
         backend_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QkdCommand {
+    /// Run BB84 blocks per QBER and print measured QBER, Cascade efficiency,
+    /// secret key fraction and key rate; `--plot out.svg` draws key rate vs
+    /// QBER against 1 − 2h(Q). `qmeta qkd simulate --help` lists the options.
+    #[command(disable_help_flag = true)]
+    Simulate {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -217,6 +232,10 @@ pub async fn run(cli: Cli) -> i32 {
         }
         Command::Cert(CertCommand::Inspect { file, backend_config }) => {
             crate::inspect::run(&file, backend_config.as_deref()).await
+        }
+        Command::Qkd(QkdCommand::Simulate { args }) => {
+            // CPU-bound: run it off the async runtime's workers.
+            tokio::task::spawn_blocking(move || qmeta_bb84::cli_main(&args)).await.unwrap_or(1)
         }
         Command::Audit(AuditCommand::Verify { file }) => match qmeta_audit::verify_file(&file) {
             Ok(s) => {

@@ -136,3 +136,28 @@ fn audit_verify_names_the_first_bad_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"), "{out:?}");
 }
+
+#[test]
+fn qkd_simulate_prints_the_table_and_writes_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("rate.svg");
+    let out = Command::new(BIN)
+        .args(["qkd", "simulate", "--qber", "0.02", "--blocks", "2", "--n", "10000", "--seed", "7", "--plot"])
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2.00%"), "{text}");
+    assert!(text.lines().filter(|l| l.ends_with("0/2")).count() == 2, "no block aborts at 2 %: {text}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{}", &svg[..svg.len().min(100)]);
+    // A full intercept-resend attack produces no key.
+    let out = Command::new(BIN)
+        .args(["qkd", "simulate", "--qber", "0.0", "--eve", "1.0", "--blocks", "2", "--n", "10000", "--seed", "7"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().filter(|l| l.ends_with("2/2")).count() == 2, "every block aborts under attack: {text}");
+}
