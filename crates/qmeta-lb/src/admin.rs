@@ -86,7 +86,7 @@ async fn backends(State(s): State<Arc<Shared>>) -> Json<Value> {
                 "dmcp_state_version": version,
                 "fields": scopes,
                 "default_fields": b.cfg.default_fields.names(),
-                "allowed_fields": b.cfg.allowed_fields.names(),
+                "allowed_fields": allowed_names(&b.cfg.allowed_fields),
             })
         })
         .collect();
@@ -135,4 +135,17 @@ async fn reload(State(s): State<Arc<Shared>>) -> Response {
             (StatusCode::CONFLICT, Json(json!({ "reloaded": false, "errors": errors }))).into_response()
         }
     }
+}
+
+/// Field names, with a run of allowed custom fields shown as one entry.
+fn allowed_names(set: &qmeta_fields::FieldSet) -> Vec<String> {
+    let mut names: Vec<String> = set.iter().filter(|f| !f.is_custom()).map(|f| f.name()).collect();
+    let custom: Vec<u16> = set.iter().filter(|f| f.is_custom()).map(|f| f.get()).collect();
+    match (custom.first(), custom.last()) {
+        (Some(a), Some(b)) if custom.len() == usize::from(b - a) + 1 && a != b => {
+            names.push(format!("custom_{a}..custom_{b}"))
+        }
+        _ => names.extend(custom.iter().map(|c| format!("custom_{c}"))),
+    }
+    names
 }

@@ -29,6 +29,8 @@ pub struct LbConfig {
     /// MaxMind-format databases for the geo fields; none when absent.
     pub geo: Option<qmeta_geo::GeoConfig>,
     pub health: HealthConfig,
+    /// Static operator-defined fields (ids 1000–1999) sent when a backend asks for them.
+    pub custom_fields: Vec<(FieldId, String)>,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -236,6 +238,22 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
         cfg
     });
     let health = health(root.opt_table("health"));
+    let mut custom_fields: Vec<(FieldId, String)> = Vec::new();
+    for t in root.tables("custom_field", false) {
+        let id = t.int("id", i64::from(qmeta_fields::CUSTOM_MIN)..=i64::from(qmeta_fields::CUSTOM_MAX));
+        let value = t.str("value");
+        t.deny_unknown();
+        if let (Some(id), Some(value)) = (id, value) {
+            let Some(f) = FieldId::new(id as u16) else { continue };
+            if value.len() > qmeta_fields::MAX_VALUE_LEN {
+                t.error("value", format!("longer than {} bytes", qmeta_fields::MAX_VALUE_LEN));
+            } else if custom_fields.iter().any(|(o, _)| *o == f) {
+                t.error("id", format!("{id} is defined twice"));
+            } else {
+                custom_fields.push((f, value));
+            }
+        }
+    }
     let admin = root.opt_table("admin").map(|s| {
         let address = s.socket_addr("address");
         s.deny_unknown();
@@ -284,6 +302,7 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
                 balance,
                 geo,
                 health,
+                custom_fields,
                 backends,
             })
         }
@@ -438,7 +457,14 @@ fn backend(s: &Section) -> Option<BackendConfig> {
     let sae_id = s.str("sae_id");
     let weight = s.opt_int("weight", 1..=256).unwrap_or(1) as u32;
     let default_fields = field_set(s, "default_fields", [FieldId::SRC_IP, FieldId::TIMESTAMP].into_iter().collect());
-    let allowed_fields = field_set(s, "allowed_fields", FieldId::known().collect());
+    // Default: every field, custom ones included (an undefined custom field has no value to send).
+    let allowed_fields = field_set(
+        s,
+        "allowed_fields",
+        FieldId::known()
+            .chain((qmeta_fields::CUSTOM_MIN..=qmeta_fields::CUSTOM_MAX).filter_map(FieldId::new))
+            .collect(),
+    );
     for f in default_fields.difference(&allowed_fields).iter() {
         s.error("default_fields", format!("{f} is not in allowed_fields"));
     }

@@ -31,8 +31,15 @@ impl ConnFacts {
     /// Values for every field of `set` this connection has a value for.
     /// Fields the LB cannot fill (e.g. SNI when the client sent none, or
     /// fields produced by features not enabled) are left out.
-    pub fn values(&self, set: &FieldSet, node_id: &str) -> Vec<(FieldId, FieldValue)> {
-        set.iter().filter_map(|f| self.value(f, node_id).map(|v| (f, v))).collect()
+    pub fn values(&self, set: &FieldSet, node_id: &str, custom: &[(FieldId, String)]) -> Vec<(FieldId, FieldValue)> {
+        set.iter()
+            .filter_map(|f| {
+                if f.is_custom() {
+                    return custom.iter().find(|(id, _)| *id == f).map(|(_, v)| (f, FieldValue::Text(v.clone())));
+                }
+                self.value(f, node_id).map(|v| (f, v))
+            })
+            .collect()
     }
 
     fn value(&self, f: FieldId, node_id: &str) -> Option<FieldValue> {
@@ -86,13 +93,18 @@ mod tests {
     #[test]
     fn fills_requested_fields_only() {
         let set: FieldSet = [FieldId::SRC_IP, FieldId::SNI, FieldId::ALPN, FieldId::LB_NODE_ID].into_iter().collect();
-        let v = facts().values(&set, "lb-1");
+        let mut set = set;
+        set.insert(FieldId::new(1000).unwrap());
+        set.insert(FieldId::new(1001).unwrap());
+        let custom = vec![(FieldId::new(1000).unwrap(), "eu-west-1".to_string())];
+        let v = facts().values(&set, "lb-1", &custom);
         assert_eq!(
             v,
             vec![
                 (FieldId::SRC_IP, FieldValue::Ip("192.0.2.9".parse().unwrap())),
                 (FieldId::SNI, FieldValue::Text("example.com".into())),
                 (FieldId::LB_NODE_ID, FieldValue::Text("lb-1".into())),
+                (FieldId::new(1000).unwrap(), FieldValue::Text("eu-west-1".into())),
             ]
         );
     }
@@ -127,12 +139,12 @@ mod geo_tests {
             geo: Some(geo.clone()),
             geo_info: OnceLock::new(),
         };
-        let v = facts("127.0.0.1:5000").values(&set, "lb");
+        let v = facts("127.0.0.1:5000").values(&set, "lb", &[]);
         assert_eq!(v, vec![(FieldId::GEO_COUNTRY, FieldValue::Text("reserved".into()))]);
         // Whatever the sample database says for a public address, it comes from the database.
         let public = qmeta_geo::testdb::sample_city_records()[0].0.addr();
         let expected = geo.lookup(public).fields();
-        let got = facts(&std::net::SocketAddr::new(public, 1).to_string()).values(&set, "lb");
+        let got = facts(&std::net::SocketAddr::new(public, 1).to_string()).values(&set, "lb", &[]);
         let want: Vec<_> = expected.into_iter().filter(|(f, _)| set.contains(*f)).collect();
         assert!(!want.is_empty());
         assert_eq!(got, want);

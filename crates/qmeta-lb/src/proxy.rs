@@ -208,7 +208,7 @@ async fn connect(
         let state = ep.state();
         (state.fields_for(facts.sni.as_deref()).clone(), state.version())
     };
-    let values = facts.values(&fields, &gen.cfg.node_id);
+    let values = facts.values(&fields, &gen.cfg.node_id, &gen.cfg.custom_fields);
     let serial: [u8; 16] = rand::random();
     let subject = format!("qmeta {}", gen.cfg.node_id);
     let req = qmeta_cert::MintRequest {

@@ -177,3 +177,18 @@ fn active_health_checks_mark_a_dead_backend_down_and_back_up() {
         up(&d).contains("qmeta_backend_up{backend=\"app-a\"} 1").then_some(())
     });
 }
+
+#[test]
+fn static_custom_fields_reach_the_backend() {
+    let d = Deployment::init();
+    d.edit_all(
+        "lb.toml",
+        "default_fields = [\"src_ip\", \"timestamp\"]",
+        "default_fields = [\"src_ip\", \"custom_1000\"]",
+    );
+    let text = std::fs::read_to_string(d.path("lb.toml")).unwrap();
+    d.write("lb.toml", &format!("{text}\n[[custom_field]]\nid = 1000\nvalue = \"eu-west-1\"\n"));
+    let (_kme, _a, _b, _lb) = d.start_core();
+    let (json, _) = https_get(&d, "localhost", "/");
+    assert_eq!(fields(&json)["custom_1000"], "eu-west-1", "{json}");
+}
