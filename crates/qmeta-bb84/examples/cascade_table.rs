@@ -16,14 +16,9 @@ use std::time::Instant;
 const N: usize = 10_000;
 
 fn main() {
-    let runs: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
+    let runs: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     println!("Cascade efficiency, n = {N}, {runs} runs per point");
-    println!(
-        "| Q | variant | mean f | std f | published | difference | frame error rate |"
-    );
+    println!("| Q | variant | mean f | std f | published | difference | frame error rate |");
     println!("|---|---|---|---|---|---|---|");
     let started = Instant::now();
     for params in [CascadeParams::Original, CascadeParams::Yan] {

@@ -41,18 +41,12 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
         plot: None,
     };
     // Accept being handed the whole `qkd simulate …` tail or just the options.
-    let mut it = args
-        .iter()
-        .skip_while(|s| *s == "qkd" || *s == "simulate")
-        .peekable();
+    let mut it = args.iter().skip_while(|s| *s == "qkd" || *s == "simulate").peekable();
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             return Ok(None);
         }
-        let val = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?
-            .as_str();
+        let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?.as_str();
         let bad = |what: &str| format!("{flag}: {what}");
         match flag.as_str() {
             "--qber" => {

@@ -60,10 +60,7 @@ pub fn simulate_sweep(
     let mut done = 0;
     let mut points = Vec::new();
     for (i, &q) in qbers.iter().enumerate() {
-        let p = LinkParams {
-            intrinsic_qber: q,
-            ..params.clone()
-        };
+        let p = LinkParams { intrinsic_qber: q, ..params.clone() };
         let mut sim = Simulation::new(p, seed.wrapping_add(i as u64))?;
         let (mut est, mut act, mut eff, mut frac, mut rate) = (vec![], vec![], vec![], vec![], vec![]);
         let (mut aborted, mut mismatches, mut auth, mut key_bits) = (0, 0, 0usize, 0usize);
@@ -97,11 +94,7 @@ pub fn simulate_sweep(
             efficiency_f: mean(&eff),
             secret_fraction: mean(&frac),
             key_rate_per_pulse: mean(&rate),
-            auth_per_key_bit: if key_bits > 0 {
-                auth as f64 / key_bits as f64
-            } else {
-                f64::NAN
-            },
+            auth_per_key_bit: if key_bits > 0 { auth as f64 / key_bits as f64 } else { f64::NAN },
             blocks: blocks_per_point,
             aborted,
             key_mismatches: mismatches,
@@ -120,12 +113,7 @@ const B: f64 = 60.0;
 /// Key rate (secret fraction ℓ/n) against measured QBER for every point,
 /// one marker per Cascade variant, over the asymptotic bound 1 − 2h(Q).
 pub fn svg_plot(points: &[SweepPoint]) -> String {
-    let q_max = points
-        .iter()
-        .map(|p| p.measured_qber)
-        .filter(|q| q.is_finite())
-        .fold(0.12f64, f64::max)
-        .min(0.5);
+    let q_max = points.iter().map(|p| p.measured_qber).filter(|q| q.is_finite()).fold(0.12f64, f64::max).min(0.5);
     let x = |q: f64| L + (q / q_max) * (W - L - R);
     let y = |r: f64| T + (1.0 - r.clamp(0.0, 1.0)) * (H - T - B);
     let mut s = String::new();
@@ -169,12 +157,7 @@ pub fn svg_plot(points: &[SweepPoint]) -> String {
         H - B,
         W - R
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">QBER</text>"#,
-        (L + W - R) / 2.0,
-        H - 20.0
-    );
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">QBER</text>"#, (L + W - R) / 2.0, H - 20.0);
     let _ = writeln!(
         s,
         r#"<text x="18" y="{0}" text-anchor="middle" transform="rotate(-90 18 {0})">secret key bits per sifted bit (ℓ/n)</text>"#,
@@ -186,18 +169,12 @@ pub fn svg_plot(points: &[SweepPoint]) -> String {
         let q = q_max * i as f64 / 200.0;
         let _ = write!(path, "{:.1},{:.1} ", x(q), y(asymptotic_rate(q)));
     }
-    let _ = writeln!(
-        s,
-        r##"<polyline points="{path}" fill="none" stroke="#444" stroke-dasharray="6 4"/>"##
-    );
+    let _ = writeln!(s, r##"<polyline points="{path}" fill="none" stroke="#444" stroke-dasharray="6 4"/>"##);
     // Measured points.
     for p in points.iter().filter(|p| p.measured_qber.is_finite()) {
         let (cx, cy) = (x(p.measured_qber), y(p.secret_fraction));
         let _ = match p.cascade {
-            CascadeParams::Original => writeln!(
-                s,
-                r##"<circle cx="{cx:.1}" cy="{cy:.1}" r="5" fill="#1f77b4"/>"##
-            ),
+            CascadeParams::Original => writeln!(s, r##"<circle cx="{cx:.1}" cy="{cy:.1}" r="5" fill="#1f77b4"/>"##),
             CascadeParams::Yan => writeln!(
                 s,
                 r##"<rect x="{:.1}" y="{:.1}" width="9" height="9" fill="none" stroke="#d62728" stroke-width="2"/>"##,

@@ -1,7 +1,7 @@
 //! Toeplitz hashing for privacy amplification.
 //!
-//! The ℓ × n Toeplitz matrix is T[i][j] = s[i − j + n − 1] for a seed s of
-//! n + ℓ − 1 bits, so (T·x)_i = Σ_j s[i + n − 1 − j]·x[j] is coefficient
+//! The ℓ × n Toeplitz matrix is `T[i][j] = s[i − j + n − 1]` for a seed s of
+//! n + ℓ − 1 bits, so `(T·x)_i = Σ_j s[i + n − 1 − j]·x[j]` is coefficient
 //! i + n − 1 of the GF(2) polynomial product s(z)·x(z). Computing that product
 //! with Karatsuba over 64-bit carry-less multiplies costs O(n^1.58) word
 //! operations instead of the O(n·ℓ/64) of row-by-row hashing, which is what

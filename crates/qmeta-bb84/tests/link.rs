@@ -59,10 +59,8 @@ fn key_length_follows_the_formula_and_the_rate_estimate() {
         let (r, keys) = sim.next_block();
         assert!(keys.is_some(), "{r:?}");
         // Exactly ℓ = ⌊n(1 − h(Q_est)) − parity − verification − margin⌋.
-        let want = (n as f64 * (1.0 - h2(r.qber_estimate))).floor() as usize
-            - r.cascade_parity_bits
-            - VERIFY_BITS
-            - 100;
+        let want =
+            (n as f64 * (1.0 - h2(r.qber_estimate))).floor() as usize - r.cascade_parity_bits - VERIFY_BITS - 100;
         assert_eq!(r.final_key_bits, want);
         // And close to n(1 − h(Q) − f·h(Q)) minus the fixed overheads.
         let predicted = n as f64 * rate_with_efficiency(r.qber_actual, r.efficiency_f) - 164.0;
@@ -74,11 +72,7 @@ fn key_length_follows_the_formula_and_the_rate_estimate() {
 
 #[test]
 fn full_intercept_resend_gives_quarter_qber_and_no_key() {
-    let p = LinkParams {
-        eve_fraction: 1.0,
-        detection_prob: 0.3,
-        ..params(50_000, 0.0)
-    };
+    let p = LinkParams { eve_fraction: 1.0, detection_prob: 0.3, ..params(50_000, 0.0) };
     let mut sim = Simulation::new(p, 11).unwrap();
     for _ in 0..4 {
         let (r, keys) = sim.next_block();
@@ -92,10 +86,7 @@ fn full_intercept_resend_gives_quarter_qber_and_no_key() {
 
 #[test]
 fn partial_eavesdropping_raises_qber_by_a_quarter_of_the_fraction() {
-    let p = LinkParams {
-        eve_fraction: 0.2,
-        ..params(50_000, 0.01)
-    };
+    let p = LinkParams { eve_fraction: 0.2, ..params(50_000, 0.01) };
     let mut sim = Simulation::new(p, 5).unwrap();
     let (r, keys) = sim.next_block();
     // 0.01 + 0.2/4 − 2·0.01·0.05 ≈ 0.059: still below the abort threshold.

@@ -2,8 +2,7 @@
 //! captures, and a run over TCP on 127.0.0.1.
 
 use qmeta_bb84::{
-    AbortReason, Alice, AuthMsg, Bob, Channel, ClassicalMsg, DecodeError, LinkParams, Out, Packet,
-    QuantumFrame,
+    AbortReason, Alice, AuthMsg, Bob, Channel, ClassicalMsg, DecodeError, LinkParams, Out, Packet, QuantumFrame,
 };
 use rand::SeedableRng;
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
@@ -121,10 +120,7 @@ fn every_altered_byte_of_a_message_is_rejected() {
     let clean = clean_run();
     // Message 2 is Alice's Estimate (after Detections and Sift); flip one bit
     // in each header byte and in every 5th byte of the body.
-    assert!(matches!(
-        AuthMsg::decode(&clean.wire[2]).unwrap().msg,
-        ClassicalMsg::Estimate { .. }
-    ));
+    assert!(matches!(AuthMsg::decode(&clean.wire[2]).unwrap().msg, ClassicalMsg::Estimate { .. }));
     let len = clean.wire[2].len();
     let mut rejected_by_tag = 0;
     let positions: Vec<usize> = (0..len).filter(|&p| p < 40 || p % 5 == 0).collect();
@@ -188,9 +184,7 @@ fn exhausted_pool_stops_the_block() {
     let o = run(&mut e, &mut |_, b| b);
     assert_eq!(o.wire.len(), 5);
     assert!(o.alice_key.is_none() && o.bob_key.is_none());
-    assert!(
-        o.alice_abort == Some(AbortReason::PoolExhausted) || o.bob_abort == Some(AbortReason::PoolExhausted)
-    );
+    assert!(o.alice_abort == Some(AbortReason::PoolExhausted) || o.bob_abort == Some(AbortReason::PoolExhausted));
     assert_eq!(e.alice.pool_bits() + e.bob.pool_bits(), 0);
 }
 
@@ -204,9 +198,7 @@ fn every_captured_message_round_trips_and_every_prefix_is_incomplete() {
     assert!(o.alice_key.is_some(), "{:?} {:?}", o.alice_abort, o.bob_abort);
     let mut kinds = std::collections::BTreeSet::new();
     let mut wire = o.wire.clone();
-    wire.push(
-        AuthMsg { seq: 9, tag: 7, msg: ClassicalMsg::Abort { reason: AbortReason::NoSecretKey } }.encode(),
-    );
+    wire.push(AuthMsg { seq: 9, tag: 7, msg: ClassicalMsg::Abort { reason: AbortReason::NoSecretKey } }.encode());
     for bytes in &wire {
         let m = AuthMsg::decode(bytes).expect("captured message decodes");
         assert_eq!(&m.encode(), bytes);
@@ -253,8 +245,8 @@ fn malformed_messages_are_invalid_or_too_large() {
     assert!(matches!(Packet::frame_len(&[3, 0, 0, 0, 0]), Err(DecodeError::Invalid(_))));
     assert_eq!(Packet::frame_len(&[1, 0xff, 0xff, 0xff, 0xff]), Err(DecodeError::TooLarge));
     // A packet whose payload is cut short inside is malformed, not incomplete.
-    let mut p = Packet::Classical(AuthMsg { seq: 0, tag: 0, msg: ClassicalMsg::Verify { hash_key: 1, hash: 2 } })
-        .encode();
+    let mut p =
+        Packet::Classical(AuthMsg { seq: 0, tag: 0, msg: ClassicalMsg::Verify { hash_key: 1, hash: 2 } }).encode();
     p.truncate(p.len() - 1);
     p[4] -= 1;
     assert!(matches!(Packet::decode(&p), Err(DecodeError::Invalid(_))));
