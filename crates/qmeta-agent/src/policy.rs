@@ -36,7 +36,8 @@ impl ScopePolicy {
     }
 }
 
-/// A validated policy: the backend scope first, then SNI scopes.
+/// A validated policy: the backend scope first, then the `[[scope]]`
+/// tables (SNI and/or route scopes) in file order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub scopes: Vec<ScopePolicy>,
@@ -81,16 +82,36 @@ fn from_document(doc: &Document) -> Result<Policy, ConfigErrors> {
         root.error("scope", format!("at most {} [[scope]] tables", MAX_SCOPES - 1));
     }
     for t in &tables {
-        let scope = t.str("sni").and_then(|name| {
-            let s = Scope::sni(&name);
-            if s.is_none() {
+        // `sni`, `path_prefix` (an HTTP-mode route) or both.
+        let sni = t.opt_str("sni");
+        let prefix = t.opt_str("path_prefix");
+        let sni_ok = sni.as_deref().is_none_or(|name| {
+            let ok = Scope::sni(name).is_some();
+            if !ok {
                 t.error("sni", format!("{name:?} is not a DNS name (1..=253 bytes of a-z 0-9 - . _)"));
             }
-            s
+            ok
         });
+        let scope = match (sni.as_deref(), prefix.as_deref()) {
+            (None, None) => {
+                t.error("sni", "a [[scope]] needs `sni`, `path_prefix` or both");
+                None
+            }
+            (Some(name), None) => Scope::sni(name),
+            (_, Some(p)) => {
+                let s = if sni_ok { Scope::route(sni.as_deref(), p) } else { None };
+                if sni_ok && s.is_none() {
+                    t.error(
+                        "path_prefix",
+                        format!("{p:?} must start with / and be 1..=256 bytes of visible ASCII without ? or #"),
+                    );
+                }
+                s
+            }
+        };
         if let Some(s) = &scope {
             if scopes.iter().any(|p| &p.scope == s) {
-                t.error("sni", format!("{s} appears twice"));
+                t.error(if prefix.is_some() { "path_prefix" } else { "sni" }, format!("{s} appears twice"));
             }
         }
         // A list a scope does not set is inherited from the top level.
@@ -145,6 +166,25 @@ mod tests {
 
     fn set(ids: &[FieldId]) -> FieldSet {
         ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn route_scopes() {
+        let p = parse_policy(
+            "p.toml",
+            "required = ['src_ip']\n[[scope]]\npath_prefix = '/api'\nrequired = ['http_user_agent']\n\
+             [[scope]]\nsni = 'A.example'\npath_prefix = '/api/'",
+        )
+        .unwrap();
+        assert_eq!(p.scopes[1].scope, Scope::Route { sni: None, path_prefix: "/api".into() });
+        assert_eq!(p.scopes[1].required, set(&[FieldId::HTTP_USER_AGENT]));
+        assert_eq!(p.scopes[2].scope, Scope::Route { sni: Some("a.example".into()), path_prefix: "/api/".into() });
+        let e = parse_policy("p.toml", "[[scope]]\npath_prefix = 'api'\n[[scope]]\nrequired = []").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("scope[0].path_prefix"), "{text}");
+        assert!(text.contains("scope[1].sni"), "{text}");
+        let dup = parse_policy("p.toml", "[[scope]]\npath_prefix = '/a'\n[[scope]]\npath_prefix = '/a'").unwrap_err();
+        assert!(dup.to_string().contains("appears twice"), "{dup}");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! key named by [`Incoming::key_id`] (`dec_keys`, master =
 //! [`Incoming::sender`]) → [`Endpoint::handle`] → send `reply`, audit
 //! `outcome`. Certificates are minted with
-//! [`ControlState::fields_for`] of [`Endpoint::state`].
+//! [`ControlState::fields_for`] of [`Endpoint::state`] (TCP mode) or
+//! [`ControlState::fields_for_request`] (HTTP mode, route scopes).
 //!
 //! Agent side: fetch a 512-bit key (`enc_keys`, slave = the LB's SAE) →
 //! [`ClientSession::request`] → send → [`ClientSession::read_reply`] on
@@ -38,6 +39,6 @@ pub use command::{Command, Reply};
 pub use diff::diff;
 pub use endpoint::{reject_unparsable, Endpoint, Handled, Limits, Outcome, KEY_LEN};
 pub use frame::{parse_frame, FrameError, Incoming, HEADER_LEN, MAGIC, MAX_FRAME, MAX_SENDER_LEN, TAG_LEN, VERSION};
-pub use scope::{Scope, MAX_SNI_LEN};
+pub use scope::{valid_path_prefix, Scope, MAX_PATH_PREFIX_LEN, MAX_SNI_LEN};
 pub use state::{Applied, ControlState, Refusal, MAX_SCOPES, MAX_SET_LEN};
 pub use wire::{BodyError, MAX_REASON_LEN};

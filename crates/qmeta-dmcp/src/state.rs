@@ -44,7 +44,8 @@ pub enum Refusal {
     /// The command would put more than [`MAX_SET_LEN`] fields in a scope.
     #[error("more than {MAX_SET_LEN} fields in one scope")]
     TooManyFields,
-    /// An SNI scope name that is empty, too long, or not lowercase DNS text.
+    /// An SNI scope name that is empty, too long, or not lowercase DNS text,
+    /// or a route path prefix that is not valid.
     #[error("invalid scope name")]
     InvalidScope,
     /// A SYNC named the same scope twice.
@@ -83,7 +84,43 @@ impl ControlState {
         &self.scopes[&Scope::Backend]
     }
 
-    /// Every scope and its set, backend first, then SNI scopes by name.
+    /// The fields for one HTTP request: like [`ControlState::fields_for`],
+    /// but a route scope whose prefix covers `path` is more specific than
+    /// any SNI scope. Most specific wins: a route naming this SNI (longest
+    /// prefix first), then a route without SNI (longest prefix first), then
+    /// the SNI scope, then the backend scope. `path` is the request path
+    /// without the query; `None` (TCP mode) skips route scopes.
+    pub fn fields_for_request(&self, sni: Option<&str>, path: Option<&str>) -> &FieldSet {
+        if let Some(path) = path {
+            let mut best: Option<(bool, usize, &FieldSet)> = None;
+            // Route scopes sort after every other scope: skip straight to them.
+            let first = Scope::Route { sni: None, path_prefix: String::new() };
+            for (scope, set) in self.scopes.range(first..) {
+                let Scope::Route { sni: want, path_prefix } = scope else { continue };
+                let sni_hit = match want {
+                    None => false,
+                    Some(w) => match sni {
+                        Some(got) if got.eq_ignore_ascii_case(w) => true,
+                        _ => continue,
+                    },
+                };
+                if !crate::scope::prefix_matches(path_prefix, path) {
+                    continue;
+                }
+                let rank = (sni_hit, path_prefix.len());
+                if best.is_none_or(|(s, l, _)| (s, l) < rank) {
+                    best = Some((rank.0, rank.1, set));
+                }
+            }
+            if let Some((_, _, set)) = best {
+                return set;
+            }
+        }
+        self.fields_for(sni)
+    }
+
+    /// Every scope and its set, backend first, then SNI scopes by name,
+    /// then route scopes.
     pub fn scopes(&self) -> Vec<(Scope, FieldSet)> {
         self.scopes.iter().map(|(s, f)| (s.clone(), f.clone())).collect()
     }
@@ -239,6 +276,35 @@ mod tests {
         s.dispatch(&Command::Reset { scope: api }, [0; 32]).unwrap();
         assert_eq!(s.scopes().len(), 1);
         assert_eq!(s.fields_for(Some("api.example")), &set(&[FieldId::SRC_IP, FieldId::TIMESTAMP]));
+    }
+
+    #[test]
+    fn most_specific_route_wins() {
+        let mut s = state();
+        let inc = |s: &mut ControlState, scope: Scope, field| {
+            s.dispatch(&Command::Include { scope, field }, [0; 32]).unwrap();
+        };
+        inc(&mut s, Scope::Sni("a.example".into()), FieldId::SNI);
+        inc(&mut s, Scope::route(None, "/api").unwrap(), FieldId::JA4);
+        inc(&mut s, Scope::route(None, "/api/v2").unwrap(), FieldId::ALPN);
+        inc(&mut s, Scope::route(Some("a.example"), "/api").unwrap(), FieldId::SNI);
+        let base = set(&[FieldId::SRC_IP, FieldId::TIMESTAMP]);
+        let with = |f: &[FieldId]| base.union(&set(f));
+        // No path (TCP mode): routes never apply.
+        assert_eq!(s.fields_for_request(Some("a.example"), None), &with(&[FieldId::SNI]));
+        assert_eq!(s.fields_for_request(None, Some("/")), &base);
+        assert_eq!(s.fields_for_request(None, Some("/apix")), &base);
+        assert_eq!(s.fields_for_request(None, Some("/api/x")), &with(&[FieldId::JA4]));
+        assert_eq!(s.fields_for_request(Some("b.example"), Some("/api/v2/x")), &with(&[FieldId::ALPN]));
+        // A route naming the SNI beats a longer prefix without one.
+        assert_eq!(s.fields_for_request(Some("A.example"), Some("/api/v2/x")), &with(&[FieldId::SNI]));
+        // SNI scope when no route covers the path.
+        assert_eq!(s.fields_for_request(Some("a.example"), Some("/other")), &with(&[FieldId::SNI]));
+        let r = s.dispatch(
+            &Command::Include { scope: Scope::Route { sni: None, path_prefix: "x".into() }, field: FieldId::SNI },
+            [0; 32],
+        );
+        assert_eq!(r, Err(Refusal::InvalidScope));
     }
 
     #[test]

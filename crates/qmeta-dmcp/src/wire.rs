@@ -2,7 +2,7 @@
 //! decoding is bounded before it allocates and rejects trailing bytes.
 
 use crate::command::{Command, Reply};
-use crate::scope::{valid_sni, Scope};
+use crate::scope::{valid_path_prefix, valid_sni, Scope, MAX_PATH_PREFIX_LEN};
 use crate::state::{MAX_SCOPES, MAX_SET_LEN};
 use qmeta_fields::{FieldId, FieldSet};
 
@@ -11,6 +11,7 @@ pub const MAX_REASON_LEN: usize = 128;
 
 const SCOPE_BACKEND: u8 = 0;
 const SCOPE_SNI: u8 = 1;
+const SCOPE_ROUTE: u8 = 2;
 
 /// Why a frame body could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +25,8 @@ pub enum BodyError {
     UnknownScopeKind(u8),
     #[error("invalid SNI scope name")]
     BadSni,
+    #[error("invalid route path prefix")]
+    BadPathPrefix,
     #[error("unknown field id {0}")]
     UnknownField(u16),
     #[error("list not in strictly ascending order")]
@@ -83,6 +86,18 @@ fn put_scope(out: &mut Vec<u8>, scope: &Scope) {
             out.push(bytes.len() as u8);
             out.extend_from_slice(bytes);
         }
+        Scope::Route { sni, path_prefix } => {
+            // kind 2 | sni_len u8 (0: any SNI) | sni | prefix_len u16 | prefix.
+            // Over-long values cannot be valid; the receiver rejects the truncation.
+            out.push(SCOPE_ROUTE);
+            let name = sni.as_deref().unwrap_or("").as_bytes();
+            let name = &name[..name.len().min(255)];
+            out.push(name.len() as u8);
+            out.extend_from_slice(name);
+            let path = &path_prefix.as_bytes()[..path_prefix.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(path.len() as u16).to_be_bytes());
+            out.extend_from_slice(path);
+        }
     }
 }
 
@@ -96,6 +111,31 @@ fn get_scope(r: &mut Reader) -> Result<Scope, BodyError> {
                 return Err(BodyError::BadSni);
             }
             Ok(Scope::Sni(name.to_string()))
+        }
+        SCOPE_ROUTE => {
+            let len = r.u8()? as usize;
+            let sni = match len {
+                0 => None,
+                _ => {
+                    let name = std::str::from_utf8(r.take(len)?).map_err(|_| BodyError::BadSni)?;
+                    if !valid_sni(name) {
+                        return Err(BodyError::BadSni);
+                    }
+                    Some(name.to_string())
+                }
+            };
+            let hi = r.u8()?;
+            let lo = r.u8()?;
+            let len = u16::from_be_bytes([hi, lo]) as usize;
+            // Bounded before anything is taken or allocated.
+            if len > MAX_PATH_PREFIX_LEN {
+                return Err(BodyError::BadPathPrefix);
+            }
+            let path = std::str::from_utf8(r.take(len)?).map_err(|_| BodyError::BadPathPrefix)?;
+            if !valid_path_prefix(path) {
+                return Err(BodyError::BadPathPrefix);
+            }
+            Ok(Scope::Route { sni, path_prefix: path.to_string() })
         }
         other => Err(BodyError::UnknownScopeKind(other)),
     }
@@ -279,6 +319,11 @@ mod tests {
             Command::Include { scope: Scope::Backend, field: FieldId::SNI },
             Command::Exclude { scope: Scope::Sni("a.example".into()), field: FieldId::new(1000).unwrap() },
             Command::Reset { scope: Scope::Sni("b".into()) },
+            Command::Include { scope: Scope::Route { sni: None, path_prefix: "/api".into() }, field: FieldId::SNI },
+            Command::Exclude {
+                scope: Scope::Route { sni: Some("a.example".into()), path_prefix: "/x/".into() },
+                field: FieldId::SNI,
+            },
             Command::Randomize { scope: Scope::Backend, from: set(&[FieldId::SNI, FieldId::JA4]) },
             Command::Sync {
                 scopes: vec![(Scope::Backend, set(&[FieldId::SRC_IP])), (Scope::Sni("x".into()), FieldSet::new())],
@@ -306,6 +351,15 @@ mod tests {
         assert_eq!(decode_command(TYPE_INCLUDE, &[0, 0x03, 0xe7]), Err(BodyError::UnknownField(999)));
         // Unknown scope kind.
         assert_eq!(decode_command(TYPE_RESET, &[7]), Err(BodyError::UnknownScopeKind(7)));
+        // Route scopes: bad prefix, over-long prefix (refused before taking it), truncated.
+        assert_eq!(decode_command(TYPE_RESET, &[2, 0, 0, 3, b'a', b'p', b'i']), Err(BodyError::BadPathPrefix));
+        assert_eq!(decode_command(TYPE_RESET, &[2, 0, 0xff, 0xff]), Err(BodyError::BadPathPrefix));
+        assert_eq!(decode_command(TYPE_RESET, &[2, 0, 0, 4, b'/', b'a']), Err(BodyError::Truncated));
+        assert_eq!(decode_command(TYPE_RESET, &[2, 1, b'A', 0, 1, b'/']), Err(BodyError::BadSni));
+        assert_eq!(
+            decode_command(TYPE_RESET, &[2, 0, 0, 1, b'/']),
+            Ok(Command::Reset { scope: Scope::Route { sni: None, path_prefix: "/".into() } })
+        );
         // Uppercase SNI.
         assert_eq!(decode_command(TYPE_RESET, &[1, 1, b'A']), Err(BodyError::BadSni));
         // A set count beyond the limit is refused before reading on.

@@ -29,6 +29,8 @@ pub struct LbConfig {
     /// MaxMind-format databases for the geo fields; none when absent.
     pub geo: Option<qmeta_geo::GeoConfig>,
     pub health: HealthConfig,
+    /// HTTP mode settings (`[http]`); only used when `listen.mode = "http"`.
+    pub http: HttpConfig,
     /// Static operator-defined fields (ids 1000–1999) sent when a backend asks for them.
     pub custom_fields: Vec<(FieldId, String)>,
     pub backends: Vec<BackendConfig>,
@@ -107,6 +109,52 @@ fn health(s: Option<Section>) -> HealthConfig {
     HealthConfig { check, interval, timeout, rise, fall, http_path, eject_for }
 }
 
+/// What the client listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ListenMode {
+    /// TLS-terminating TCP proxy: one upstream connection per client connection.
+    #[default]
+    Tcp,
+    /// HTTP/1.1 and HTTP/2 (by ALPN): per-request HTTP fields, route scopes.
+    Http,
+}
+
+/// `[http]`: what HTTP mode adds to and strips from requests.
+#[derive(Clone, Debug, Default)]
+pub struct HttpConfig {
+    /// Add `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`.
+    pub forward_headers: bool,
+    /// `[[http.header_field]]`: request header (lowercase) → custom field id.
+    pub header_fields: Vec<(String, FieldId)>,
+}
+
+/// Longest header value taken into a custom field.
+pub const MAX_HEADER_FIELD_LEN: usize = 1024;
+
+fn http(s: Option<Section>) -> HttpConfig {
+    let Some(s) = s else { return HttpConfig::default() };
+    let forward_headers = s.bool_or("forward_headers", false);
+    let mut header_fields: Vec<(String, FieldId)> = Vec::new();
+    for t in s.tables("header_field", false) {
+        let header = t.str("header").map(|h| h.to_ascii_lowercase());
+        let id = t.int("id", i64::from(qmeta_fields::CUSTOM_MIN)..=i64::from(qmeta_fields::CUSTOM_MAX));
+        t.deny_unknown();
+        let (Some(header), Some(id)) = (header, id) else { continue };
+        let Some(f) = FieldId::new(id as u16) else { continue };
+        if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            t.error("header", format!("{header:?} is not a valid header name"));
+        } else if crate::http::is_stripped(&header) {
+            t.error("header", format!("{header:?} is removed from every request by the LB"));
+        } else if header_fields.iter().any(|(_, o)| *o == f) {
+            t.error("id", format!("{id} is mapped twice"));
+        } else {
+            header_fields.push((header, f));
+        }
+    }
+    s.deny_unknown();
+    HttpConfig { forward_headers, header_fields }
+}
+
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     /// Plain HTTP, no authentication: bind it to loopback.
@@ -127,6 +175,8 @@ pub struct ListenConfig {
     pub trusted_proxies: Option<qmeta_proxyproto::TrustedPeers>,
     /// Most client connections open at once on this listener.
     pub max_connections: usize,
+    /// `mode = "tcp"` (default) or `"http"`.
+    pub mode: ListenMode,
 }
 
 #[derive(Clone, Debug)]
@@ -238,6 +288,7 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
         cfg
     });
     let health = health(root.opt_table("health"));
+    let http = http(root.opt_table("http"));
     let mut custom_fields: Vec<(FieldId, String)> = Vec::new();
     for t in root.tables("custom_field", false) {
         let id = t.int("id", i64::from(qmeta_fields::CUSTOM_MIN)..=i64::from(qmeta_fields::CUSTOM_MAX));
@@ -302,6 +353,7 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
                 balance,
                 geo,
                 health,
+                http,
                 custom_fields,
                 backends,
             })
@@ -318,7 +370,24 @@ fn listen(s: &Section) -> Option<ListenConfig> {
     let address = s.socket_addr("address");
     let cert = s.path("cert", true);
     let key = s.path("key", true);
-    let alpn = s.opt_strings("alpn").unwrap_or_else(|| vec!["http/1.1".into()]);
+    let mode = match s.opt_str("mode").as_deref() {
+        None | Some("tcp") => ListenMode::Tcp,
+        Some("http") => ListenMode::Http,
+        Some(other) => {
+            s.error("mode", format!("{other:?} is not one of \"tcp\", \"http\""));
+            ListenMode::Tcp
+        }
+    };
+    let default_alpn: &[&str] = match mode {
+        ListenMode::Tcp => &["http/1.1"],
+        ListenMode::Http => &["h2", "http/1.1"],
+    };
+    let alpn = s.opt_strings("alpn").unwrap_or_else(|| default_alpn.iter().map(|a| a.to_string()).collect());
+    if mode == ListenMode::Http {
+        if let Some(bad) = alpn.iter().find(|a| *a != "h2" && *a != "http/1.1") {
+            s.error("alpn", format!("{bad:?}: in HTTP mode only \"h2\" and \"http/1.1\" can be served"));
+        }
+    }
     let handshake_timeout = s.opt_duration("handshake_timeout").unwrap_or(Duration::from_secs(10));
     let proxy_protocol = s.bool_or("proxy_protocol", false);
     let trusted_proxies = match s.opt_strings("trusted_proxies") {
@@ -348,6 +417,7 @@ fn listen(s: &Section) -> Option<ListenConfig> {
         proxy_protocol,
         trusted_proxies,
         max_connections,
+        mode,
     })
 }
 

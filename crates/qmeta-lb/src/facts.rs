@@ -27,13 +27,45 @@ pub(crate) struct ConnFacts {
     pub geo_info: OnceLock<qmeta_geo::GeoInfo>,
 }
 
+/// HTTP mode: what one request adds to the connection's facts. Values are
+/// metadata: never logged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RequestFacts {
+    /// Request path without the query (for route scopes; not a field).
+    pub path: String,
+    pub host: Option<String>,
+    pub user_agent: Option<String>,
+    pub accept_language: Option<String>,
+    /// `[[http.header_field]]` values found in the request.
+    pub headers: Vec<(FieldId, String)>,
+}
+
 impl ConnFacts {
-    /// Values for every field of `set` this connection has a value for.
-    /// Fields the LB cannot fill (e.g. SNI when the client sent none, or
-    /// fields produced by features not enabled) are left out.
-    pub fn values(&self, set: &FieldSet, node_id: &str, custom: &[(FieldId, String)]) -> Vec<(FieldId, FieldValue)> {
+    /// Values for every field of `set` this connection (and, in HTTP mode,
+    /// request `req`) has a value for. Fields the LB cannot fill (e.g. SNI
+    /// when the client sent none, or fields produced by features not
+    /// enabled) are left out. A header-mapped custom field wins over a
+    /// static one with the same id.
+    pub fn request_values(
+        &self,
+        set: &FieldSet,
+        node_id: &str,
+        custom: &[(FieldId, String)],
+        req: Option<&RequestFacts>,
+    ) -> Vec<(FieldId, FieldValue)> {
         set.iter()
             .filter_map(|f| {
+                if let Some(req) = req {
+                    let text = match f {
+                        FieldId::HTTP_HOST => req.host.as_ref(),
+                        FieldId::HTTP_USER_AGENT => req.user_agent.as_ref(),
+                        FieldId::HTTP_ACCEPT_LANGUAGE => req.accept_language.as_ref(),
+                        _ => req.headers.iter().find(|(id, _)| *id == f).map(|(_, v)| v),
+                    };
+                    if let Some(v) = text {
+                        return Some((f, FieldValue::Text(v.clone())));
+                    }
+                }
                 if f.is_custom() {
                     return custom.iter().find(|(id, _)| *id == f).map(|(_, v)| (f, FieldValue::Text(v.clone())));
                 }
@@ -97,7 +129,7 @@ mod tests {
         set.insert(FieldId::new(1000).unwrap());
         set.insert(FieldId::new(1001).unwrap());
         let custom = vec![(FieldId::new(1000).unwrap(), "eu-west-1".to_string())];
-        let v = facts().values(&set, "lb-1", &custom);
+        let v = facts().request_values(&set, "lb-1", &custom, None);
         assert_eq!(
             v,
             vec![
@@ -107,6 +139,58 @@ mod tests {
                 (FieldId::new(1000).unwrap(), FieldValue::Text("eu-west-1".into())),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    #[test]
+    fn http_fields_come_from_the_request_and_headers_win_over_static_values() {
+        let facts = ConnFacts {
+            peer: "192.0.2.9:40000".parse().unwrap(),
+            local: "127.0.0.1:8443".parse().unwrap(),
+            accepted_unix_ms: 5,
+            sni: None,
+            alpn: None,
+            tls_version: None,
+            cipher_suite: None,
+            conn_id: 7,
+            ja4: None,
+            ja3: None,
+            proxied_for: None,
+            geo: None,
+            geo_info: OnceLock::new(),
+        };
+        let (c1, c2) = (FieldId::new(1001).unwrap(), FieldId::new(1002).unwrap());
+        let set: FieldSet =
+            [FieldId::TIMESTAMP, FieldId::HTTP_HOST, FieldId::HTTP_USER_AGENT, FieldId::HTTP_ACCEPT_LANGUAGE, c1, c2]
+                .into_iter()
+                .collect();
+        let custom = vec![(c1, "static-1".to_string()), (c2, "static-2".to_string())];
+        let req = RequestFacts {
+            path: "/x".into(),
+            host: Some("h.example".into()),
+            user_agent: Some("ua".into()),
+            accept_language: None,
+            headers: vec![(c1, "from-header".into())],
+        };
+        let v = facts.request_values(&set, "lb", &custom, Some(&req));
+        assert_eq!(
+            v,
+            vec![
+                (FieldId::TIMESTAMP, FieldValue::TimestampMs(5)),
+                (FieldId::HTTP_HOST, FieldValue::Text("h.example".into())),
+                (FieldId::HTTP_USER_AGENT, FieldValue::Text("ua".into())),
+                (c1, FieldValue::Text("from-header".into())),
+                (c2, FieldValue::Text("static-2".into())),
+            ]
+        );
+        // TCP mode: no HTTP fields at all.
+        let v = facts.request_values(&set, "lb", &custom, None);
+        assert_eq!(v.len(), 3);
+        assert!(v.iter().all(|(f, _)| *f == FieldId::TIMESTAMP || f.is_custom()));
     }
 }
 
@@ -139,12 +223,12 @@ mod geo_tests {
             geo: Some(geo.clone()),
             geo_info: OnceLock::new(),
         };
-        let v = facts("127.0.0.1:5000").values(&set, "lb", &[]);
+        let v = facts("127.0.0.1:5000").request_values(&set, "lb", &[], None);
         assert_eq!(v, vec![(FieldId::GEO_COUNTRY, FieldValue::Text("reserved".into()))]);
         // Whatever the sample database says for a public address, it comes from the database.
         let public = qmeta_geo::testdb::sample_city_records()[0].0.addr();
         let expected = geo.lookup(public).fields();
-        let got = facts(&std::net::SocketAddr::new(public, 1).to_string()).values(&set, "lb", &[]);
+        let got = facts(&std::net::SocketAddr::new(public, 1).to_string()).request_values(&set, "lb", &[], None);
         let want: Vec<_> = expected.into_iter().filter(|(f, _)| set.contains(*f)).collect();
         assert!(!want.is_empty());
         assert_eq!(got, want);

@@ -8,6 +8,9 @@
 //! under the backend's current QKD key into a certificate signed by the LB CA,
 //! records the issuance in the audit log, and connects to the backend with
 //! mutual TLS presenting that certificate. Then it copies bytes both ways.
+//! In HTTP mode (`[listen] mode = "http"`, module `http`) it serves the
+//! client with hyper instead and forwards request by request, minting per
+//! set of request field values (host, user agent, ..., route scopes).
 //!
 //! What it is not: the certificate format (`qmeta-cert`), the control
 //! protocol (`qmeta-dmcp`), the key client (`qmeta-qkd`) or the audit format
@@ -22,6 +25,7 @@ pub mod config;
 mod control;
 mod facts;
 mod health;
+mod http;
 mod metrics;
 mod mint;
 mod preamble;

@@ -2,11 +2,12 @@
 //! connect with mTLS, copy bytes both ways.
 
 use crate::balance::Candidate;
-use crate::facts::ConnFacts;
+use crate::facts::{ConnFacts, RequestFacts};
 use crate::runtime::{Backend, Generation, Shared};
 use qmeta_audit::Record;
+use qmeta_fields::{FieldId, FieldValue};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -63,7 +64,7 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     shared.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn handle_in(shared: &Shared, gen: &Generation, mut tcp: TcpStream, peer: SocketAddr) {
+async fn handle_in(shared: &Arc<Shared>, gen: &Arc<Generation>, mut tcp: TcpStream, peer: SocketAddr) {
     let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
     shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
     let accepted_unix_ms = unix_ms();
@@ -134,40 +135,11 @@ async fn handle_in(shared: &Shared, gen: &Generation, mut tcp: TcpStream, peer: 
         geo_info: Default::default(),
     };
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
-
-    let candidates: Vec<Candidate> = gen
-        .backends
-        .iter()
-        .map(|b| Candidate {
-            weight: b.cfg.weight,
-            active: b.metrics.active.load(Ordering::Relaxed),
-            healthy: crate::health::is_up(b),
-        })
-        .collect();
-    let mut reasons = Vec::new();
-    let mut upstream = None;
-    for i in gen.balancer.order(peer.ip().to_canonical(), &candidates) {
-        let backend = &gen.backends[i];
-        match connect(shared, gen, backend, &facts, alpn.as_deref()).await {
-            Ok(s) => {
-                upstream = Some((backend, s));
-                break;
-            }
-            Err(Refused::Retry(r)) => {
-                tracing::warn!(conn_id, backend = %backend.cfg.name, "backend unusable, trying the next: {r}");
-                reasons.push(format!("{}: {r}", backend.cfg.name));
-            }
-            Err(Refused::Fatal(r)) => {
-                reasons.push(format!("{}: {r}", backend.cfg.name));
-                break;
-            }
-        }
+    if gen.cfg.listen.mode == crate::config::ListenMode::Http {
+        crate::http::serve_client(shared.clone(), gen.clone(), client, facts, peer.ip()).await;
+        return;
     }
-    let Some((backend, up)) = upstream else {
-        let reason = reasons.join("; ");
-        shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(conn_id, "connection refused: no backend usable ({reason})");
-        let _ = shared.audit.record(Record::ConnectionRefused { conn_id, backend: None, reason });
+    let Some((backend, up, _)) = open_upstream(shared, gen, &facts, alpn.as_deref(), None, peer.ip()).await else {
         let mut client = client;
         let _ = client.shutdown().await;
         return;
@@ -181,6 +153,58 @@ async fn handle_in(shared: &Shared, gen: &Generation, mut tcp: TcpStream, peer: 
     backend.metrics.active.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// The field values sent in one certificate.
+pub(crate) type Values = Vec<(FieldId, FieldValue)>;
+
+/// Picks a backend (balancer order from `hash_ip`, failing over while
+/// nothing was sent), mints and connects. On failure the refusal is
+/// counted, logged and audited, and `None` is returned.
+pub(crate) async fn open_upstream<'g>(
+    shared: &Shared,
+    gen: &'g Generation,
+    facts: &ConnFacts,
+    alpn: Option<&[u8]>,
+    req: Option<&RequestFacts>,
+    hash_ip: IpAddr,
+) -> Option<(&'g Backend, tokio_rustls::client::TlsStream<TcpStream>, Values)> {
+    let conn_id = facts.conn_id;
+    let candidates: Vec<Candidate> = gen
+        .backends
+        .iter()
+        .map(|b| Candidate {
+            weight: b.cfg.weight,
+            active: b.metrics.active.load(Ordering::Relaxed),
+            healthy: crate::health::is_up(b),
+        })
+        .collect();
+    let mut reasons = Vec::new();
+    let mut upstream = None;
+    for i in gen.balancer.order(hash_ip.to_canonical(), &candidates) {
+        let backend = &gen.backends[i];
+        match connect(shared, gen, backend, facts, alpn, req).await {
+            Ok((s, values)) => {
+                upstream = Some((backend, s, values));
+                break;
+            }
+            Err(Refused::Retry(r)) => {
+                tracing::warn!(conn_id, backend = %backend.cfg.name, "backend unusable, trying the next: {r}");
+                reasons.push(format!("{}: {r}", backend.cfg.name));
+            }
+            Err(Refused::Fatal(r)) => {
+                reasons.push(format!("{}: {r}", backend.cfg.name));
+                break;
+            }
+        }
+    }
+    if upstream.is_none() {
+        let reason = reasons.join("; ");
+        shared.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(conn_id, "connection refused: no backend usable ({reason})");
+        let _ = shared.audit.record(Record::ConnectionRefused { conn_id, backend: None, reason });
+    }
+    upstream
+}
+
 /// Connects to `backend`, mints a certificate for it and completes the
 /// upstream mTLS handshake presenting that certificate.
 async fn connect(
@@ -189,7 +213,8 @@ async fn connect(
     backend: &Backend,
     facts: &ConnFacts,
     alpn: Option<&[u8]>,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Refused> {
+    req: Option<&RequestFacts>,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Values), Refused> {
     let name = &backend.cfg.name;
     let key = shared
         .ring
@@ -206,9 +231,13 @@ async fn connect(
     let (fields, version) = {
         let ep = backend.endpoint.lock().unwrap_or_else(|e| e.into_inner());
         let state = ep.state();
-        (state.fields_for(facts.sni.as_deref()).clone(), state.version())
+        let fields = match req {
+            Some(r) => state.fields_for_request(facts.sni.as_deref(), Some(&r.path)),
+            None => state.fields_for(facts.sni.as_deref()),
+        };
+        (fields.clone(), state.version())
     };
-    let values = facts.values(&fields, &gen.cfg.node_id, &gen.cfg.custom_fields);
+    let values = facts.request_values(&fields, &gen.cfg.node_id, &gen.cfg.custom_fields, req);
     let serial: [u8; 16] = rand::random();
     let subject = format!("qmeta {}", gen.cfg.node_id);
     let req = qmeta_cert::MintRequest {
@@ -248,7 +277,7 @@ async fn connect(
     match tokio::time::timeout(timeout, tls).await {
         Ok(Ok(s)) => {
             crate::health::succeeded(backend);
-            Ok(s)
+            Ok((s, values))
         }
         Ok(Err(e)) => Err(backend_failed(gen, backend, format!("TLS to {addr}: {e}"))),
         Err(_) => Err(backend_failed(gen, backend, format!("TLS to {addr}: timed out"))),

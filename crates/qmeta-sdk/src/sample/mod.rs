@@ -7,9 +7,11 @@
 //! Per TLS connection it reads the metadata once, before serving requests
 //! (the certificate, and so the metadata, cannot change on a connection),
 //! then answers each request with
-//! `200 {"backend": name, "path": "/…", "metadata": {…}}`, or
-//! `502 {"backend": name, "path": "/…", "error": "…", "retryable": bool}`
-//! when the metadata could not be read.
+//! `200 {"backend": name, "path": "/…", "metadata": {…}, "echo_headers": {…}}`,
+//! or `502 {"backend": name, "path": "/…", "error": "…", "retryable": bool,
+//! "echo_headers": {…}}` when the metadata could not be read.
+//! `echo_headers` maps each request header name (lowercase) to its values,
+//! so tests can see exactly what the LB forwarded.
 
 mod config;
 
@@ -166,7 +168,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     });
     let name = shared.name.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let response = respond(&name, req.uri().path(), &answer);
+        let response = respond(&name, req.uri().path(), req.headers(), &answer);
         async move { Ok::<_, Infallible>(response) }
     });
     let served = hyper::server::conn::http1::Builder::new()
@@ -179,12 +181,21 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     }
 }
 
-fn respond(name: &str, path: &str, answer: &Answer) -> Response<Full<Bytes>> {
+fn respond(name: &str, path: &str, headers: &hyper::HeaderMap, answer: &Answer) -> Response<Full<Bytes>> {
+    let mut echo = serde_json::Map::new();
+    for key in headers.keys() {
+        let values: Vec<Value> =
+            headers.get_all(key).iter().map(|v| Value::from(String::from_utf8_lossy(v.as_bytes()))).collect();
+        echo.insert(key.as_str().to_string(), Value::Array(values));
+    }
     let (status, body) = match answer {
-        Answer::Metadata(m) => (StatusCode::OK, json!({"backend": name, "path": path, "metadata": m})),
-        Answer::Error { reason, retryable } => {
-            (StatusCode::BAD_GATEWAY, json!({"backend": name, "path": path, "error": reason, "retryable": retryable}))
+        Answer::Metadata(m) => {
+            (StatusCode::OK, json!({"backend": name, "path": path, "metadata": m, "echo_headers": echo}))
         }
+        Answer::Error { reason, retryable } => (
+            StatusCode::BAD_GATEWAY,
+            json!({"backend": name, "path": path, "error": reason, "retryable": retryable, "echo_headers": echo}),
+        ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
@@ -215,21 +226,28 @@ mod tests {
 
     #[tokio::test]
     async fn ok_answer_shape() {
-        let r = respond("b1", "/x", &Answer::Metadata(json!({"serial": "ab"})));
+        let mut h = hyper::HeaderMap::new();
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let r = respond("b1", "/x", &h, &Answer::Metadata(json!({"serial": "ab"})));
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
-        assert_eq!(body_json(r).await, json!({"backend": "b1", "path": "/x", "metadata": {"serial": "ab"}}));
+        assert_eq!(
+            body_json(r).await,
+            json!({"backend": "b1", "path": "/x", "metadata": {"serial": "ab"}, "echo_headers": {"x-a": ["1", "2"]}})
+        );
     }
 
     #[tokio::test]
     async fn error_answer_shape() {
         let a = Answer::Error { reason: "not a qmeta LB certificate".into(), retryable: false };
-        let r = respond("b1", "/", &a);
+        let r = respond("b1", "/", &hyper::HeaderMap::new(), &a);
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(
             body_json(r).await,
-            json!({"backend": "b1", "path": "/", "error": "not a qmeta LB certificate", "retryable": false})
+            json!({"backend": "b1", "path": "/", "error": "not a qmeta LB certificate", "retryable": false,
+                "echo_headers": {}})
         );
     }
 }
