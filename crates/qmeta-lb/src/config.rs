@@ -175,6 +175,8 @@ pub struct ListenConfig {
     pub trusted_proxies: Option<qmeta_proxyproto::TrustedPeers>,
     /// Most client connections open at once on this listener.
     pub max_connections: usize,
+    /// A client connection is closed after this long, busy or not (0: never).
+    pub max_connection_duration: Duration,
     /// `mode = "tcp"` (default) or `"http"`.
     pub mode: ListenMode,
 }
@@ -407,6 +409,7 @@ fn listen(s: &Section) -> Option<ListenConfig> {
         );
     }
     let max_connections = s.opt_int("max_connections", 1..=1_000_000).unwrap_or(10_000) as usize;
+    let max_connection_duration = s.opt_duration("max_connection_duration").unwrap_or(Duration::ZERO);
     s.deny_unknown();
     Some(ListenConfig {
         address: address?,
@@ -417,6 +420,7 @@ fn listen(s: &Section) -> Option<ListenConfig> {
         proxy_protocol,
         trusted_proxies,
         max_connections,
+        max_connection_duration,
         mode,
     })
 }

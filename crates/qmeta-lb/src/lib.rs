@@ -19,6 +19,7 @@
 //! Call order: [`config::load`] → [`Lb::start`] → ... → [`Lb::shutdown`].
 #![forbid(unsafe_code)]
 
+mod activity;
 mod admin;
 mod balance;
 pub mod config;

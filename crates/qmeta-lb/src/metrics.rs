@@ -36,7 +36,6 @@ pub(crate) struct BackendMetrics {
     pub active: AtomicU64,
     pub certificates: AtomicU64,
     pub connect_errors: AtomicU64,
-    pub kme_errors: AtomicU64,
     /// 1 when active health checks pass (always 1 without active checks).
     pub healthy: AtomicU64,
     /// Passive ejection: not chosen first until this time (unix ms).
@@ -57,6 +56,8 @@ pub(crate) struct Metrics {
     pub dmcp_rejected: AtomicU64,
     pub dmcp_unparsable: AtomicU64,
     pub audit_errors: AtomicU64,
+    /// Failed QKD key fetches per backend (written by the rotation task).
+    pub kme_errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// One backend's view for rendering.
@@ -142,7 +143,7 @@ impl Metrics {
             &|b| b.m.connect_errors.load(Relaxed).to_string(),
         );
         per(&mut out, "qmeta_kme_errors_total", "counter", "Failed QKD key fetches for the backend.", &|b| {
-            b.m.kme_errors.load(Relaxed).to_string()
+            self.kme_errors.lock().unwrap_or_else(|e| e.into_inner()).get(b.name).copied().unwrap_or(0).to_string()
         });
         per(&mut out, "qmeta_backend_up", "gauge", "1 when the backend is considered healthy.", &|b| {
             b.m.healthy.load(Relaxed).to_string()

@@ -147,8 +147,12 @@ async fn handle_in(shared: &Arc<Shared>, gen: &Arc<Generation>, mut tcp: TcpStre
     tracing::debug!(conn_id, backend = %backend.cfg.name, "proxying");
     backend.metrics.connections.fetch_add(1, Ordering::Relaxed);
     backend.metrics.active.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = pipe(client, up, gen.cfg.upstream.idle_timeout).await {
-        tracing::debug!(conn_id, "connection ended: {e}");
+    let total = crate::http::max_duration(&gen.cfg.listen.max_connection_duration);
+    tokio::select! {
+        r = pipe(client, up, gen.cfg.upstream.idle_timeout) => if let Err(e) = r {
+            tracing::debug!(conn_id, "connection ended: {e}");
+        },
+        _ = total => tracing::debug!(conn_id, "connection reached max_connection_duration: closed"),
     }
     backend.metrics.active.fetch_sub(1, Ordering::Relaxed);
 }

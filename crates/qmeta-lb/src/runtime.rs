@@ -51,7 +51,7 @@ pub(crate) struct Shared {
     pub minter: Minter,
     pub audit: AuditLog,
     pub kme: KmeClient,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The last DMCP outcomes, for the admin API (no values, no keys).
     pub recent_dmcp: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
@@ -228,7 +228,7 @@ fn read(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn on_rotation(audit: &AuditLog, ev: RotationEvent) {
+fn on_rotation(audit: &AuditLog, metrics: &crate::metrics::Metrics, ev: RotationEvent) {
     let rec = match ev {
         RotationEvent::Fetched { backend, slave_sae, key_id } => {
             tracing::debug!(%backend, %key_id, "fetched metadata key");
@@ -243,6 +243,7 @@ fn on_rotation(audit: &AuditLog, ev: RotationEvent) {
             Record::KeyRotated { backend, key_id: key_id.to_string(), previous: previous.map(|p| p.to_string()) }
         }
         RotationEvent::Failed { backend, error, retryable } => {
+            *metrics.kme_errors.lock().unwrap_or_else(|e| e.into_inner()).entry(backend.clone()).or_default() += 1;
             tracing::warn!(%backend, retryable, "fetching a metadata key failed: {error}");
             return;
         }
@@ -310,12 +311,10 @@ impl Shared {
 
     fn spawn_rotation(&self) -> JoinHandle<()> {
         let audit = self.audit.clone();
-        qmeta_qkd::rotation::spawn_rotation(
-            self.ring.clone(),
-            self.kme.clone(),
-            self.gen().rotation_targets(),
-            Arc::new(move |ev| on_rotation(&audit, ev)),
-        )
+        qmeta_qkd::rotation::spawn_rotation(self.ring.clone(), self.kme.clone(), self.gen().rotation_targets(), {
+            let metrics = self.metrics.clone();
+            Arc::new(move |ev| on_rotation(&audit, &metrics, ev))
+        })
     }
 
     /// Re-reads the config file, validates it completely, and only then

@@ -54,6 +54,12 @@ fn no_key_means_no_connection_until_the_kme_is_back() {
             .then_some(())
     });
 
+    let metrics = http_get(&format!("127.0.0.1:{}", d.port + 3), "/metrics").unwrap();
+    assert!(!metrics.contains("qmeta_kme_errors_total{backend=\"app-a\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("qmeta_connections_refused_total") && !metrics.contains("qmeta_connections_refused_total 0")
+    );
+
     let _kme = d.kme();
     let json = eventually("connections succeed again", Duration::from_secs(30), || try_https_get(&d, "/").ok());
     assert_eq!(fields(&json)["src_ip"], "127.0.0.1");

@@ -192,3 +192,43 @@ fn static_custom_fields_reach_the_backend() {
     let (json, _) = https_get(&d, "localhost", "/");
     assert_eq!(fields(&json)["custom_1000"], "eu-west-1", "{json}");
 }
+
+#[test]
+fn geolocation_of_the_proxied_client_via_proxy_v1() {
+    let d = Deployment::init();
+    let city = d.path("city.mmdb");
+    let asn = d.path("asn.mmdb");
+    std::fs::write(&city, qmeta_geo::testdb::sample_city_db()).unwrap();
+    std::fs::write(&asn, qmeta_geo::testdb::sample_asn_db()).unwrap();
+    d.edit(
+        "lb.toml",
+        "handshake_timeout = \"10s\"",
+        "handshake_timeout = \"10s\"\nproxy_protocol = true\ntrusted_proxies = [\"127.0.0.0/8\"]",
+    );
+    d.edit_all(
+        "lb.toml",
+        "default_fields = [\"src_ip\", \"timestamp\"]",
+        "default_fields = [\"src_ip\", \"geo_country\", \"geo_region\", \"geo_city\", \"geo_asn\"]",
+    );
+    let text = std::fs::read_to_string(d.path("lb.toml")).unwrap();
+    d.write("lb.toml", &format!("{text}\n[geo]\ncity_db = \"city.mmdb\"\nasn_db = \"asn.mmdb\"\n"));
+    let (_kme, _a, _b, _lb) = d.start_core();
+
+    // A public client from the sample database, announced by a trusted proxy (v1 header).
+    let client = qmeta_geo::testdb::sample_city_records()[0].0.addr();
+    let geo = qmeta_geo::Geo::open(&qmeta_geo::GeoConfig { city_db: Some(city), asn_db: Some(asn) }).unwrap();
+    let want = geo.lookup(client);
+    assert!(want.country.is_some(), "sample record has a country");
+    let header = qmeta_proxyproto::encode_v1(std::net::SocketAddr::new(client, 40000), d.lb_addr());
+    let (json, _) = https_get_with_prefix(&d, "localhost", "/", &header);
+    let f = fields(&json);
+    assert_eq!(f["src_ip"], client.to_string(), "{json}");
+    assert_eq!(f["geo_country"].as_str(), want.country.as_deref(), "{json}");
+    assert_eq!(f.get("geo_city").and_then(|v| v.as_str()), want.city.as_deref(), "{json}");
+    assert_eq!(f.get("geo_asn").and_then(|v| v.as_u64()), want.asn.map(u64::from), "{json}");
+
+    // Loopback clients are "reserved", not an error.
+    let header = qmeta_proxyproto::encode_v1("127.0.0.1:5000".parse().unwrap(), d.lb_addr());
+    let (json, _) = https_get_with_prefix(&d, "localhost", "/", &header);
+    assert_eq!(fields(&json)["geo_country"], "reserved", "{json}");
+}

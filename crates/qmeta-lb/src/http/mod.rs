@@ -75,6 +75,8 @@ pub(crate) async fn serve_client<S>(
 {
     let conn_id = facts.conn_id;
     let idle = gen.cfg.listen.handshake_timeout;
+    let idle_timeout = gen.cfg.upstream.idle_timeout;
+    let max_total = gen.cfg.listen.max_connection_duration;
     let conn = Arc::new(Conn { shared, gen, facts, hash_ip, upstream: tokio::sync::Mutex::new(None) });
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let conn = conn.clone();
@@ -90,8 +92,18 @@ pub(crate) async fn serve_client<S>(
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64).max_header_list_size(MAX_HEAD_BYTES as u32);
-    if let Err(e) = builder.serve_connection(TokioIo::new(client), svc).await {
-        tracing::debug!(conn_id, "HTTP connection ended: {e}");
+    // Idle: no bytes either way for upstream.idle_timeout (HTTP/2 clients
+    // holding an empty connection included); total: max_connection_duration.
+    let activity = crate::activity::Activity::new();
+    let client = crate::activity::Tracked::new(client, activity.clone());
+    let served = builder.serve_connection(TokioIo::new(client), svc);
+    let total = max_duration(&max_total);
+    tokio::select! {
+        r = served => if let Err(e) = r {
+            tracing::debug!(conn_id, "HTTP connection ended: {e}");
+        },
+        _ = activity.idle_for(idle_timeout) => tracing::debug!(conn_id, "HTTP connection idle: closed"),
+        _ = total => tracing::debug!(conn_id, "HTTP connection reached max_connection_duration: closed"),
     }
 }
 
@@ -181,4 +193,12 @@ fn error(status: StatusCode, text: &'static str) -> Response<Body> {
     *r.status_mut() = status;
     r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
     r
+}
+
+/// Sleeps for `d`, or forever when it is zero (no limit).
+pub(crate) async fn max_duration(d: &std::time::Duration) {
+    if d.is_zero() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(*d).await;
 }
