@@ -232,3 +232,34 @@ fn geolocation_of_the_proxied_client_via_proxy_v1() {
     let (json, _) = https_get_with_prefix(&d, "localhost", "/", &header);
     assert_eq!(fields(&json)["geo_country"], "reserved", "{json}");
 }
+
+#[test]
+fn shutdown_lets_open_connections_finish() {
+    let d = Deployment::init();
+    let (_kme, _a, _b, lb) = d.start_core();
+    // A client that has connected (TLS done, upstream open) but not yet sent its request.
+    let cfg = qmeta_pki::client_config(&d.pki("frontend-ca.crt"), None).unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(d.lb_addr()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    lb.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    // New clients are no longer accepted…
+    assert!(try_https_get(&d, "/").is_err(), "accepted a new connection while draining");
+    // …but the open one is still served.
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    tls.write_all(b"GET /late HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    let _ = tls.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains("\"path\":\"/late\""), "{text}");
+    eventually("the LB stops once drained", Duration::from_secs(15), || {
+        d.audit_log().contains("\"what\":\"stopped\"").then_some(())
+    });
+    drop(lb);
+}
