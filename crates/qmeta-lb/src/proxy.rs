@@ -136,10 +136,12 @@ async fn handle_in(shared: &Arc<Shared>, gen: &Arc<Generation>, mut tcp: TcpStre
     };
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     if gen.cfg.listen.mode == crate::config::ListenMode::Http {
-        crate::http::serve_client(shared.clone(), gen.clone(), client, facts, peer.ip()).await;
+        // Hash on the original client (behind a trusted PROXY peer too).
+        crate::http::serve_client(shared.clone(), gen.clone(), client, facts, client_addr.ip()).await;
         return;
     }
-    let Some((backend, up, _)) = open_upstream(shared, gen, &facts, alpn.as_deref(), None, peer.ip()).await else {
+    let Some((backend, up, _)) = open_upstream(shared, gen, &facts, alpn.as_deref(), None, client_addr.ip()).await
+    else {
         let mut client = client;
         let _ = client.shutdown().await;
         return;
