@@ -76,6 +76,9 @@ struct Inner {
     head: Arc<Mutex<ChainHead>>,
     path: PathBuf,
     _join: Joiner,
+    /// Held for the writer's lifetime: a second process appending to the
+    /// same chain would interleave sequence numbers and break it.
+    _lock: std::fs::File,
 }
 
 struct Joiner(Option<JoinHandle<()>>);
@@ -129,6 +132,25 @@ impl AuditLog {
         if opts.queue_capacity == 0 {
             return Err(AuditError::InvalidOptions("queue_capacity must be at least 1"));
         }
+        // A hidden sibling, so it never looks like a rotated part.
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let lock_path = path.with_file_name(format!(".{name}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| AuditError::Io { path: lock_path.clone(), source })?;
+        if let Err(e) = lock.try_lock() {
+            let source = match e {
+                std::fs::TryLockError::WouldBlock => std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "the audit log is in use by another process (is an older qmeta lb still draining?)",
+                ),
+                std::fs::TryLockError::Error(e) => e,
+            };
+            return Err(AuditError::Io { path: path.to_path_buf(), source });
+        }
         let w = writer::Writer::open(path, &opts, now_ms())?;
         let head = w.head_handle();
         let (tx, rx) = mpsc::sync_channel(opts.queue_capacity);
@@ -136,7 +158,9 @@ impl AuditLog {
             .name("qmeta-audit".into())
             .spawn(move || w.run(rx))
             .map_err(|source| AuditError::Io { path: path.to_path_buf(), source })?;
-        Ok(AuditLog { inner: Arc::new(Inner { tx, head, path: path.to_path_buf(), _join: Joiner(Some(handle)) }) })
+        Ok(AuditLog {
+            inner: Arc::new(Inner { tx, head, path: path.to_path_buf(), _join: Joiner(Some(handle)), _lock: lock }),
+        })
     }
 
     /// Enqueues `rec`, time-stamped now. Never blocks. An error means the

@@ -176,7 +176,7 @@ async fn probe(shared: &Shared, gen: &Generation, b: &Backend, cfg: &HealthConfi
 }
 
 /// Fetches and installs a new metadata key for `b` now (audited).
-async fn fresh_key(shared: &Shared, b: &Backend) -> Result<(), String> {
+pub(crate) async fn fresh_key(shared: &Shared, b: &Backend) -> Result<(), String> {
     let mut keys = shared.kme.enc_keys(&b.cfg.sae_id, 1, 256).await.map_err(|e| format!("fresh key: {e}"))?;
     let key = keys.pop().ok_or("fresh key: KME returned none")?;
     let id = key.id;

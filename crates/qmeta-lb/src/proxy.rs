@@ -234,6 +234,20 @@ async fn connect(
         Err(_) => return Err(backend_failed(gen, backend, format!("connect {addr}: timed out"))),
     };
     let _ = tcp.set_nodelay(true);
+    // The backend failed earlier and is reachable again: it may be a new
+    // process, which cannot fetch the current key (the KME delivers a key
+    // once). Give it a fresh one first.
+    let key = if backend.metrics.stale_key.load(Ordering::Relaxed) == 1 {
+        match crate::health::fresh_key(shared, backend).await {
+            Ok(()) => shared.ring.current(name, Instant::now()).unwrap_or(key),
+            Err(e) => {
+                tracing::warn!(backend = %name, "could not rotate the key of a recovered backend: {e}");
+                key
+            }
+        }
+    } else {
+        key
+    };
     let (fields, version) = {
         let ep = backend.endpoint.lock().unwrap_or_else(|e| e.into_inner());
         let state = ep.state();
@@ -241,7 +255,8 @@ async fn connect(
             Some(r) => state.fields_for_request(facts.sni.as_deref(), Some(&r.path)),
             None => state.fields_for(facts.sni.as_deref()),
         };
-        (fields.clone(), state.version())
+        // Second guard: never beyond what the operator allows now.
+        (fields.intersection(&backend.cfg.allowed_fields), state.version())
     };
     let values = facts.request_values(&fields, &gen.cfg.node_id, &gen.cfg.custom_fields, req);
     let serial: [u8; 16] = rand::random();
@@ -294,6 +309,8 @@ async fn connect(
 /// (it is then tried last) or until a connection to it succeeds.
 fn backend_failed(gen: &Generation, backend: &Backend, reason: String) -> Refused {
     backend.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
+    // It may come back as a new process that never saw the current key.
+    backend.metrics.stale_key.store(1, Ordering::Relaxed);
     crate::health::eject(backend, gen.cfg.health.eject_for);
     Refused::Retry(reason)
 }

@@ -275,9 +275,14 @@ impl Generation {
             .map(|b| {
                 let old =
                     previous.and_then(|g| g.backends.iter().find(|o| o.cfg.name == b.name && o.cfg.sae_id == b.sae_id));
+                // A changed allowlist or default set starts the backend's DMCP
+                // state afresh (fail safe: nothing beyond the new limits); its
+                // agent resyncs on its next reconnect.
+                let keep_state = old
+                    .filter(|o| o.cfg.allowed_fields == b.allowed_fields && o.cfg.default_fields == b.default_fields);
                 Backend {
                     cfg: b.clone(),
-                    endpoint: old.map(|o| o.endpoint.clone()).unwrap_or_else(|| {
+                    endpoint: keep_state.map(|o| o.endpoint.clone()).unwrap_or_else(|| {
                         Arc::new(Mutex::new(Endpoint::new(
                             ControlState::new(b.default_fields.clone(), b.allowed_fields.clone()),
                             limits.clone(),
@@ -335,6 +340,12 @@ impl Shared {
             }
         };
         same("listen.address", old.cfg.listen.address.to_string(), cfg.listen.address.to_string(), &mut fixed);
+        same(
+            "listen.max_connections",
+            old.cfg.listen.max_connections.to_string(),
+            cfg.listen.max_connections.to_string(),
+            &mut fixed,
+        );
         same("control.address", old.cfg.control.address.to_string(), cfg.control.address.to_string(), &mut fixed);
         same(
             "admin",

@@ -143,7 +143,7 @@ fsync_interval = "100ms"
 max_file_bytes = 104857600   # rotate at 100 MiB (old files are kept: archive or delete them)
 
 [health]                 # active checks: "none", "tcp", "tls" (mTLS with a minted certificate) or "http"
-check = "tls"
+check = "http"
 interval = "5s"
 timeout = "2s"
 eject_for = "10s"        # a failed client connection moves the backend to the end of the list this long

@@ -150,7 +150,7 @@ fn reload_applies_good_config_refuses_bad_and_keeps_dmcp_state() {
 #[test]
 fn active_health_checks_mark_a_dead_backend_down_and_back_up() {
     let d = Deployment::init();
-    d.edit("lb.toml", "check = \"tls\"\ninterval = \"5s\"", "check = \"http\"\ninterval = \"300ms\"");
+    d.edit("lb.toml", "check = \"http\"\ninterval = \"5s\"", "check = \"http\"\ninterval = \"300ms\"");
     d.edit("lb.toml", "timeout = \"2s\"\neject_for", "timeout = \"250ms\"\nrise = 1\nfall = 1\neject_for");
     let (_kme, a, _b, _lb) = d.start_core();
     let up = |d: &Deployment| {

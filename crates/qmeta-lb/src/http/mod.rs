@@ -116,13 +116,21 @@ impl Conn {
             return error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported");
         }
         let rf = headers::request_facts(&req, &cfg.http);
+        if !normal_path(&rf.path) {
+            // Route scopes match on the path: a client must not be able to
+            // pick another route's field set with `..`, `//` or %-escapes
+            // that a backend would normalise away.
+            return error(StatusCode::BAD_REQUEST, "request path is not in normal form");
+        }
         headers::rewrite_request(&mut req, &cfg.http, self.facts.peer.ip());
         let mut slot = self.upstream.lock().await;
         if let Some(up) = slot.as_ref() {
             let backend = &self.gen.backends[up.backend];
             let fields = {
                 let ep = backend.endpoint.lock().unwrap_or_else(|e| e.into_inner());
-                ep.state().fields_for_request(self.facts.sni.as_deref(), Some(&rf.path)).clone()
+                ep.state()
+                    .fields_for_request(self.facts.sni.as_deref(), Some(&rf.path))
+                    .intersection(&backend.cfg.allowed_fields)
             };
             let values = self.facts.request_values(&fields, &cfg.node_id, &cfg.custom_fields, Some(&rf));
             if values != up.values || up.sender.is_closed() {
@@ -201,4 +209,46 @@ pub(crate) async fn max_duration(d: &std::time::Duration) {
         std::future::pending::<()>().await;
     }
     tokio::time::sleep(*d).await;
+}
+
+/// True for a path without dot segments, empty segments or %-escaped
+/// unreserved characters (RFC 3986 §6.2.2), i.e. one a backend will not
+/// rewrite into a different route.
+fn normal_path(path: &str) -> bool {
+    let segments_ok = path.split('/').skip(1).enumerate().all(|(i, seg)| {
+        let last = i + 2 == path.split('/').count();
+        seg != "." && seg != ".." && (!seg.is_empty() || last)
+    });
+    let bytes = path.as_bytes();
+    let escapes_ok = bytes.iter().enumerate().all(|(i, &b)| {
+        if b != b'%' {
+            return true;
+        }
+        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (hex(i + 1), hex(i + 2)) {
+            (Some(h), Some(l)) => {
+                let c = (h * 16 + l) as u8;
+                !(c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+            }
+            _ => false,
+        }
+    });
+    path.starts_with('/') && segments_ok && escapes_ok
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::normal_path;
+
+    #[test]
+    fn only_normal_paths_pass() {
+        for ok in ["/", "/api", "/api/", "/api/admin", "/a%2Fb", "/caf%C3%A9", "/x?y=../z"] {
+            assert!(normal_path(ok.split('?').next().unwrap()), "{ok}");
+        }
+        for bad in
+            ["//api", "/./api", "/x/../api", "/api/..", "/api/.", "/%61pi", "/api//admin", "/a%2", "/a%zz", "api"]
+        {
+            assert!(!normal_path(bad), "{bad}");
+        }
+    }
 }

@@ -217,22 +217,49 @@ impl BoundChannel {
 
     /// One authenticated TLS stream to the peer, or None (retry later).
     async fn next_connection(&self) -> Option<Box<dyn Stream>> {
+        /// Unauthenticated link handshakes in flight at once.
+        const MAX_PENDING_LINK_HANDSHAKES: usize = 16;
+        /// Bound on one incoming link handshake.
+        const LINK_ACCEPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
         let kme = &self.ch.local.kme_id;
         let want = &self.ch.peer.kme_id;
         match (&self.listener, self.ch.channel) {
             (Some(l), _) => {
-                let (tcp, from) = l.accept().await.ok()?;
-                let _ = tcp.set_nodelay(true);
-                let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
-                    .await
-                    .ok()?
-                    .map_err(|e| tracing::warn!(kme = %kme, %from, error = %e, "KME link TLS failed"))
-                    .ok()?;
-                if !peer_is(tls.get_ref().1, want) {
-                    tracing::warn!(kme = %kme, %from, "KME link: peer certificate is not {want}");
-                    return None;
+                // Handshakes run concurrently, each bounded: connections
+                // that never complete TLS (or are not the peer) cannot keep
+                // the real peer waiting behind them.
+                let mut pending = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        accepted = l.accept() => {
+                            let Ok((tcp, from)) = accepted else { continue };
+                            if pending.len() >= MAX_PENDING_LINK_HANDSHAKES {
+                                tracing::warn!(kme = %kme, %from, "KME link: too many pending handshakes, dropping");
+                                continue;
+                            }
+                            let _ = tcp.set_nodelay(true);
+                            let acceptor = self.acceptor.clone();
+                            let (kme, want) = (kme.clone(), want.clone());
+                            pending.spawn(async move {
+                                let tls = tokio::time::timeout(LINK_ACCEPT_TIMEOUT, acceptor.accept(tcp))
+                                    .await
+                                    .ok()?
+                                    .map_err(|e| tracing::warn!(kme = %kme, %from, error = %e, "KME link TLS failed"))
+                                    .ok()?;
+                                if !peer_is(tls.get_ref().1, &want) {
+                                    tracing::warn!(kme = %kme, %from, "KME link: peer certificate is not {want}");
+                                    return None;
+                                }
+                                Some(tls)
+                            });
+                        }
+                        Some(done) = pending.join_next(), if !pending.is_empty() => {
+                            if let Ok(Some(tls)) = done {
+                                return Some(Box::new(tls));
+                            }
+                        }
+                    }
                 }
-                Some(Box::new(tls))
             }
             (None, PeerChannel::Connect(addr)) => {
                 let tcp = TcpStream::connect(addr).await.ok()?;
