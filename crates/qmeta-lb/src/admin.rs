@@ -27,6 +27,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, mut shutdo
         .route("/api/v1/dmcp/recent", get(recent))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/reload", axum::routing::post(reload))
+        .layer(axum::middleware::from_fn(same_host_only))
+        .layer(axum::extract::DefaultBodyLimit::max(4096))
         .with_state(shared);
     let stop = async move {
         while !*shutdown.borrow() {
@@ -148,4 +150,41 @@ fn allowed_names(set: &qmeta_fields::FieldSet) -> Vec<String> {
         _ => names.extend(custom.iter().map(|c| format!("custom_{c}"))),
     }
     names
+}
+
+/// DNS rebinding and cross-site requests: the admin API answers only
+/// requests addressed to an IP literal or `localhost`, and never a
+/// state-changing request sent by a web page (one carrying `Origin`).
+async fn same_host_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !host_is_local(host) {
+        return (StatusCode::FORBIDDEN, "admin API: Host must be an IP address or localhost\n").into_response();
+    }
+    if req.method() != axum::http::Method::GET && req.headers().contains_key(header::ORIGIN) {
+        return (StatusCode::FORBIDDEN, "admin API: cross-origin requests are refused\n").into_response();
+    }
+    next.run(req).await
+}
+
+fn host_is_local(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host.rsplit_once(':').map(|(n, _)| n).unwrap_or(host),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_local;
+
+    #[test]
+    fn only_ip_literals_and_localhost() {
+        for ok in ["127.0.0.1:8446", "127.0.0.1", "localhost:8446", "[::1]:8446", "10.1.2.3"] {
+            assert!(host_is_local(ok), "{ok}");
+        }
+        for bad in ["evil.example", "evil.example:8446", "", "127.0.0.1.nip.io:8446"] {
+            assert!(!host_is_local(bad), "{bad}");
+        }
+    }
 }

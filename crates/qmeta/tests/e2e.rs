@@ -207,6 +207,19 @@ fn admin_api_reports_state_without_secrets() {
         (!r["recent"].as_array().unwrap().is_empty()).then_some(r)
     });
     assert!(recent["recent"][0]["command"].as_str().unwrap().starts_with("SYNC"), "{recent}");
+    // DNS rebinding / cross-site: a foreign Host or an Origin on POST is refused.
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: evil.example"])
+        .arg(format!("{admin}/api/v1/backends"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Origin: http://evil.example"])
+        .arg(format!("{admin}/api/v1/reload"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
     let audit: serde_json::Value = serde_json::from_str(&get("/api/v1/audit")).unwrap();
     assert_eq!(audit["head"].as_str().unwrap().len(), 64, "{audit}");
 }

@@ -10,8 +10,21 @@ use std::net::IpAddr;
 /// Headers the LB adds (with `forward_headers`) or that claim to carry
 /// client facts: a client-supplied copy is always removed, so a backend
 /// never mistakes a spoofed value for one the LB vouches for.
-const STRIPPED: &[&str] =
-    &["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip"];
+const STRIPPED: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    "client-ip",
+    "ssl-client-cert",
+];
+/// Header families that carry client facts in common proxies (nginx, Envoy,
+/// Cloudflare, AWS): every name starting with one of these is removed.
+const STRIPPED_PREFIXES: &[&str] = &["x-forwarded-", "x-ssl-client-", "x-client-cert", "x-amzn-"];
 /// Any header starting with this is reserved for qmeta.
 const RESERVED_PREFIX: &str = "x-qmeta-";
 
@@ -21,8 +34,14 @@ const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
 /// True for a (lowercase) header name the LB removes from every request.
+///
+/// Names with `_` go too: CGI-style servers map `X_Forwarded_For` to the
+/// same variable as `X-Forwarded-For`.
 pub(crate) fn is_stripped(name: &str) -> bool {
-    STRIPPED.contains(&name) || name.starts_with(RESERVED_PREFIX)
+    STRIPPED.contains(&name)
+        || name.starts_with(RESERVED_PREFIX)
+        || STRIPPED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || name.contains('_')
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -173,6 +192,19 @@ mod tests {
     #[test]
     fn stripped_names() {
         assert!(is_stripped("x-qmeta-anything"));
+        for name in [
+            "x_forwarded_for",
+            "x-forwarded-client-cert",
+            "x-ssl-client-cert",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-forwarded-prefix",
+        ] {
+            assert!(is_stripped(name), "{name}");
+        }
+        for name in ["user-agent", "accept-language", "x-tenant", "authorization"] {
+            assert!(!is_stripped(name), "{name}");
+        }
         assert!(is_stripped("forwarded"));
         assert!(!is_stripped("x-tenant"));
     }
