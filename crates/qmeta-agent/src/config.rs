@@ -78,16 +78,7 @@ pub fn load_config(path: &Path) -> Result<AgentConfig, ConfigErrors> {
         root.error("timeout", "must be more than 0");
     }
     let status_file = root.opt_path("status_file", false);
-    let kme = root.table("kme").and_then(|k| {
-        let url = k.str("url");
-        let kme_id = k.str("kme_id");
-        let ca = k.path("ca", true);
-        let cert = k.path("cert", true);
-        let key = k.path("key", true);
-        let timeout = k.opt_duration("timeout").unwrap_or(DEFAULT_TIMEOUT);
-        k.deny_unknown();
-        Some(KmeClientConfig { url: url?, kme_id: kme_id?, ca: ca?, cert: cert?, key: key?, timeout })
-    });
+    let kme = root.table("kme").and_then(|k| qmeta_qkd::client::read_config_section(&k));
     // The policy's own errors name the policy file; report them together.
     let policy = policy_path.as_deref().map(load_policy);
     let mut errors = match root.finish() {

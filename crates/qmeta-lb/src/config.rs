@@ -16,7 +16,7 @@ pub struct LbConfig {
     pub node_id: String,
     pub listen: ListenConfig,
     pub control: ControlConfig,
-    pub kme: KmeConfig,
+    pub kme: qmeta_qkd::client::KmeClientConfig,
     pub certificates: CertConfig,
     pub keys: KeyConfig,
     pub upstream: UpstreamConfig,
@@ -190,16 +190,6 @@ pub struct ControlConfig {
 }
 
 #[derive(Clone, Debug)]
-pub struct KmeConfig {
-    pub url: String,
-    pub kme_id: String,
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub timeout: Duration,
-}
-
-#[derive(Clone, Debug)]
 pub struct CertConfig {
     /// The LB CA that signs minted certificates (backends trust it).
     pub ca_cert: PathBuf,
@@ -266,7 +256,7 @@ fn from_document(doc: &Document) -> Result<LbConfig, ConfigErrors> {
     }
     let listen = root.table("listen").and_then(|s| listen(&s));
     let control = root.table("control").and_then(|s| control(&s));
-    let kme = root.table("kme").and_then(|s| kme(&s));
+    let kme = root.table("kme").and_then(|s| qmeta_qkd::client::read_config_section(&s));
     let certificates = root.table("certificates").and_then(|s| certificates(&s));
     let keys = keys(root.opt_table("keys"));
     let upstream = root.table("upstream").and_then(|s| upstream(&s));
@@ -430,23 +420,6 @@ fn control(s: &Section) -> Option<ControlConfig> {
     let max_clock_skew = s.opt_duration("max_clock_skew").unwrap_or(Duration::from_secs(30));
     s.deny_unknown();
     Some(ControlConfig { address: address?, max_clock_skew })
-}
-
-/// The `[kme]` table shared by the LB, the agent and the sample backend.
-pub fn kme(s: &Section) -> Option<KmeConfig> {
-    let url = s.str("url");
-    if let Some(u) = &url {
-        if !u.starts_with("https://") {
-            s.error("url", format!("{u:?} must be an https:// URL (ETSI GS QKD 014 requires TLS)"));
-        }
-    }
-    let kme_id = s.str("kme_id");
-    let ca = s.path("ca", true);
-    let cert = s.path("cert", true);
-    let key = s.path("key", true);
-    let timeout = s.opt_duration("timeout").unwrap_or(Duration::from_secs(5));
-    s.deny_unknown();
-    Some(KmeConfig { url: url?, kme_id: kme_id?, ca: ca?, cert: cert?, key: key?, timeout })
 }
 
 fn certificates(s: &Section) -> Option<CertConfig> {

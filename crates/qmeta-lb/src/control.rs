@@ -18,7 +18,7 @@ use qmeta_audit::Record;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -123,7 +123,7 @@ async fn session(shared: &Shared, limits: &Limits, mut tcp: TcpStream, peer: Soc
                 Err(err) => {
                     shared.metrics.dmcp_unparsable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     reject(shared, peer, "<unparsed>", &err.to_string()).await;
-                    let reply = qmeta_dmcp::reject_unparsable(&err, unix_ms());
+                    let reply = qmeta_dmcp::reject_unparsable(&err, crate::unix_ms());
                     tcp.write_all(&reply).await?;
                     // The stream can no longer be framed: close it.
                     return Ok(());
@@ -220,7 +220,7 @@ async fn handle(
             },
         )
         .await;
-        return Ok((qmeta_dmcp::reject_unparsable(&qmeta_dmcp::FrameError::UnknownSender, unix_ms()), false));
+        return Ok((qmeta_dmcp::reject_unparsable(&qmeta_dmcp::FrameError::UnknownSender, crate::unix_ms()), false));
     };
     let backend = &gen.backends[idx];
     // The one-time key: the KME hands it out once, and only to us as the
@@ -252,7 +252,7 @@ async fn handle(
     let _serial = limits.dispatch.lock().await;
     // Dispatch on a copy; commit it only once the audit record is durable.
     let mut next = backend.endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let handled = next.handle(incoming, key.as_ref().map(|k| &k.bytes[..]), unix_ms(), rand::random());
+    let handled = next.handle(incoming, key.as_ref().map(|k| &k.bytes[..]), crate::unix_ms(), rand::random());
     let o = handled.outcome;
     remember(shared, &backend.cfg.name, &o);
     let reason = match (&o.reason, key_error) {
@@ -293,7 +293,7 @@ fn remember(shared: &Shared, backend: &str, o: &qmeta_dmcp::Outcome) {
     let counter = if o.accepted { &shared.metrics.dmcp_accepted } else { &shared.metrics.dmcp_rejected };
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let entry = serde_json::json!({
-        "at_unix_ms": unix_ms(),
+        "at_unix_ms": crate::unix_ms(),
         "backend": backend,
         "sender": o.sender,
         "command": o.command,
@@ -313,8 +313,4 @@ async fn audit(shared: &Shared, rec: Record) {
     if let Err(e) = shared.audit.record_durable(rec).await {
         tracing::error!("audit log: {e}");
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -11,23 +11,19 @@ use crate::config::{HealthCheck, HealthConfig};
 use crate::runtime::{Backend, Generation, Shared};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 /// True when the backend may be chosen first.
 pub(crate) fn is_up(b: &Backend) -> bool {
-    b.metrics.healthy.load(Relaxed) == 1 && now_ms() >= b.metrics.ejected_until_ms.load(Relaxed)
+    b.metrics.healthy.load(Relaxed) == 1 && crate::unix_ms() >= b.metrics.ejected_until_ms.load(Relaxed)
 }
 
 /// Passive ejection after a failed connect or handshake.
 pub(crate) fn eject(b: &Backend, for_: Duration) {
-    b.metrics.ejected_until_ms.store(now_ms() + for_.as_millis() as u64, Relaxed);
+    b.metrics.ejected_until_ms.store(crate::unix_ms() + for_.as_millis() as u64, Relaxed);
 }
 
 /// A connection succeeded: end any passive ejection.
@@ -123,7 +119,7 @@ async fn probe(shared: &Shared, gen: &Generation, b: &Backend, cfg: &HealthConfi
     let subject = format!("qmeta {} health", gen.cfg.node_id);
     let req = qmeta_cert::MintRequest {
         serial: rand::random(),
-        now_unix: now_ms() / 1000,
+        now_unix: crate::unix_ms() / 1000,
         validity_secs: 60,
         subject_cn: &subject,
         key_id: key.id,

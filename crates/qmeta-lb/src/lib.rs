@@ -35,3 +35,8 @@ mod rewind;
 mod runtime;
 
 pub use runtime::Lb;
+
+/// Wall-clock Unix time in milliseconds (0 if the clock is before 1970).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

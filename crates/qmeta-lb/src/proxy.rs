@@ -10,7 +10,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -67,7 +67,7 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
 async fn handle_in(shared: &Arc<Shared>, gen: &Arc<Generation>, mut tcp: TcpStream, peer: SocketAddr) {
     let conn_id = shared.conn_ids.fetch_add(1, Ordering::Relaxed);
     shared.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-    let accepted_unix_ms = unix_ms();
+    let accepted_unix_ms = crate::unix_ms();
     let _ = tcp.set_nodelay(true);
     let local = match tcp.local_addr() {
         Ok(a) => a,
@@ -313,10 +313,6 @@ fn backend_failed(gen: &Generation, backend: &Backend, reason: String) -> Refuse
     backend.metrics.stale_key.store(1, Ordering::Relaxed);
     crate::health::eject(backend, gen.cfg.health.eject_for);
     Refused::Retry(reason)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Copies both ways until both sides are done, or nothing moved for `idle`.

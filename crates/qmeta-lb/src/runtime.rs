@@ -5,7 +5,7 @@ use crate::config::{BackendConfig, LbConfig};
 use crate::mint::Minter;
 use qmeta_audit::{AuditLog, AuditOptions, Record};
 use qmeta_dmcp::{ControlState, Endpoint};
-use qmeta_qkd::client::{KmeClient, KmeClientConfig};
+use qmeta_qkd::client::KmeClient;
 use qmeta_qkd::rotation::{KeyRing, RotationEvent, RotationPolicy};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -84,14 +84,7 @@ impl Lb {
         let issuer = qmeta_cert::Issuer::from_pem(&read(&cfg.certificates.ca_cert)?, &read(&cfg.certificates.ca_key)?)
             .map_err(|e| anyhow::anyhow!("LB CA {}: {e}", cfg.certificates.ca_cert.display()))?;
         let minter = Minter::new(issuer, cfg.certificates.leaf_alg, &cfg.upstream.ca)?;
-        let kme = KmeClient::new(KmeClientConfig {
-            url: cfg.kme.url.clone(),
-            kme_id: cfg.kme.kme_id.clone(),
-            ca: cfg.kme.ca.clone(),
-            cert: cfg.kme.cert.clone(),
-            key: cfg.kme.key.clone(),
-            timeout: cfg.kme.timeout,
-        })?;
+        let kme = KmeClient::new(cfg.kme.clone())?;
         let ring = KeyRing::new(RotationPolicy { interval: cfg.keys.rotation, grace: cfg.keys.grace, key_bits: 256 });
         let generation = Generation::build(cfg, None)?;
         let listener = TcpListener::bind(generation.cfg.listen.address)

@@ -39,7 +39,10 @@ impl Agent {
     }
 
     fn key(&self) -> qmeta_qkd::Key {
-        self.rt.block_on(self.kme.enc_keys(LB_SAE, 1, 512)).unwrap().remove(0)
+        // The simulated link may still be distilling (503, retryable): wait for it.
+        eventually("a DMCP key from KME B", Duration::from_secs(30), || {
+            self.rt.block_on(self.kme.enc_keys(LB_SAE, 1, 512)).ok().map(|mut k| k.remove(0))
+        })
     }
 
     /// A valid request frame and the key that authenticates it.

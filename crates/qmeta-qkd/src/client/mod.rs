@@ -38,6 +38,38 @@ use zeroize::Zeroizing;
 /// Characters left as they are in a path segment: RFC 3986 unreserved.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
+/// Reads a `[kme]` table (`url`, `kme_id`, `ca`, `cert`, `key`, optional
+/// `timeout`, default 5 s) into a client config, recording every error
+/// against its key. Shared by the LB, the agent and the sample backend.
+pub fn read_config_section(t: &qmeta_config::Section) -> Option<KmeClientConfig> {
+    let url = t.str("url");
+    if let Some(u) = &url {
+        if !u.starts_with("https://") {
+            t.error("url", format!("expected an https:// URL (ETSI GS QKD 014 requires TLS), found {u:?}"));
+        }
+    }
+    let kme_id = t.str("kme_id");
+    if kme_id.as_deref().is_some_and(|v| v.trim().is_empty()) {
+        t.error("kme_id", "must not be empty");
+    }
+    let ca = t.path("ca", true);
+    let cert = t.path("cert", true);
+    let key = t.path("key", true);
+    let timeout = t.opt_duration("timeout").unwrap_or(Duration::from_secs(5));
+    if timeout.is_zero() {
+        t.error("timeout", "must be greater than zero");
+    }
+    t.deny_unknown();
+    Some(KmeClientConfig {
+        url: url?,
+        kme_id: kme_id.filter(|v| !v.trim().is_empty())?,
+        ca: ca?,
+        cert: cert?,
+        key: key?,
+        timeout,
+    })
+}
+
 /// Where the KME is and which credentials the SAE uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KmeClientConfig {

@@ -1,11 +1,6 @@
 use super::SampleBackendConfig;
 use qmeta_config::{ConfigErrors, Document, Section};
-use qmeta_qkd::client::KmeClientConfig;
 use std::path::Path;
-use std::time::Duration;
-
-/// KME calls that take longer than this fail (and are retryable).
-const DEFAULT_KME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads a sample backend config file. Every problem is reported at once,
 /// each with its dotted key; relative paths are resolved against the file's
@@ -36,11 +31,7 @@ pub fn load_config(path: &Path) -> Result<SampleBackendConfig, ConfigErrors> {
     let key = root.path("key", true);
     let lb_ca = root.path("lb_ca", true);
     let lb_sae_id = non_empty(&root, "lb_sae_id");
-    let kme = root.table("kme").and_then(|t| {
-        let kme = kme_section(&t);
-        t.deny_unknown();
-        kme
-    });
+    let kme = root.table("kme").and_then(|t| qmeta_qkd::client::read_config_section(&t));
     root.finish()?;
     // Every getter that returned None recorded an error, so after `finish`
     // succeeded all are Some; the else branch is defensive only.
@@ -54,24 +45,6 @@ pub fn load_config(path: &Path) -> Result<SampleBackendConfig, ConfigErrors> {
         }]));
     };
     Ok(SampleBackendConfig { name, listen, cert, key, lb_ca, kme, lb_sae_id })
-}
-
-fn kme_section(t: &Section) -> Option<KmeClientConfig> {
-    let url = t.str("url");
-    if let Some(u) = &url {
-        if !u.starts_with("https://") {
-            t.error("url", format!("expected an https:// URL, found {u:?}"));
-        }
-    }
-    let kme_id = non_empty(t, "kme_id");
-    let ca = t.path("ca", true);
-    let cert = t.path("cert", true);
-    let key = t.path("key", true);
-    let timeout = t.opt_duration("timeout").unwrap_or(DEFAULT_KME_TIMEOUT);
-    if timeout.is_zero() {
-        t.error("timeout", "must be greater than zero");
-    }
-    Some(KmeClientConfig { url: url?, kme_id: kme_id?, ca: ca?, cert: cert?, key: key?, timeout })
 }
 
 fn non_empty(s: &Section, key: &str) -> Option<String> {
@@ -123,7 +96,7 @@ mod tests {
         assert_eq!(c.kme.url, "https://127.0.0.1:8444");
         assert_eq!(c.kme.kme_id, "kme-b");
         assert_eq!(c.kme.key, dir.path().join("sae.key"));
-        assert_eq!(c.kme.timeout, Duration::from_secs(2));
+        assert_eq!(c.kme.timeout, std::time::Duration::from_secs(2));
     }
 
     #[test]
